@@ -1,0 +1,192 @@
+/* megakernel — the plan: the contract between the compiler (src/compile), the CPU plan
+ * interpreter (src/ref/interp.c) and the GPU megakernel (kernels/).
+ *
+ * A plan is plain data. For ONE decode step of a batch of B sequences it lists
+ *   - tasks:   the work of one CTA (one SM) each, a fixed-size descriptor (struct mk_task);
+ *   - events:  counters in global memory; a task waits until each of its events reached a
+ *              target and, when done, adds 1 to each event it signals;
+ *   - programs: for every SM the ordered list of its tasks (the static schedule);
+ *   - buffers: the activation arena (one allocation, offsets fixed here);
+ *   - weights: the order and offsets of every weight matrix in the one device weight
+ *              allocation (bf16, row-major [rows, cols], Hugging Face [out, in] layout).
+ * The kernel runs every SM's program once per decode step, step after step, inside one
+ * launch. Counters are never reset: they grow by `per_step` every step, so a wait of a
+ * task in step s (0-based) on event e is satisfied when
+ *        counter[e] >= (s + 1 + wait.step_offset) * events[e].per_step
+ * (step_offset is 0 for same-step dependencies and -1 for "the previous step", e.g. the
+ * embedding of step s waits on the sampled token of step s-1; a target <= 0 never waits).
+ *
+ * Numbers: weights bf16; activations fp32 (row-major [B, N]); KV cache bf16 in the layout
+ * of mk_plan_kv_offset(); every reduction in a fixed order (bit-identical reruns).
+ * Per-sequence state that changes every step (token id, position, active flag) lives in
+ * small device arrays owned by the runtime: tokens[B], pos[B] (the position the step
+ * writes: the sequence length before the step), active[B].
+ *
+ * Changing this header changes the contract of three modules: extend it additively and
+ * note the change in the CHANGES list at the bottom.
+ */
+#ifndef MK_PLAN_H
+#define MK_PLAN_H
+
+#include "mk/load.h"
+
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MK_NONE 0xffffffffu /* "no weight / buffer / event" in a u32 field */
+
+enum mk_task_op {
+    MK_TASK_NOP = 0,
+    /* x[b, r0:r1] = embed[tokens[b], r0:r1]          (w0 = embedding, out = x) */
+    MK_TASK_EMBED,
+    /* out[b, r] = sum_{k in [k0,k1)} W[r, k] * n[b, k] (+ bias[r] when w2 != MK_NONE and
+     * split == 0), n = rmsnorm(in0[b, :]) * norm_w  (w0 = norm_w or MK_NONE for no norm,
+     * w1 = W, w2 = bias), r in [r0, r1). With n_split > 1 the task writes its partial to
+     * out + split * (B * N floats) and the consumer sums the n_split partials in order. */
+    MK_TASK_NORM_LINEAR,
+    /* out[b, r] = in1[b, r] + sum_k W[r, k] * in0[b, k]    (w1 = W; in1 = residual) */
+    MK_TASK_LINEAR_RESIDUAL,
+    /* out[b, r] = silu(Wg[r] . n[b]) * (Wu[r] . n[b]),  n = rmsnorm(in0[b]) * norm_w
+     * (w0 = norm_w, w1 = Wg, w2 = Wu) */
+    MK_TASK_NORM_GATE_UP,
+    /* For kv heads [r0, r1): read q, k, v of those heads from in0 (the fused QKV output
+     * [B, (n_heads + 2 n_kv) D], q heads first, then k, then v), apply q/k RMSNorm over
+     * head_dim (w0 = q_norm, w1 = k_norm, when the family has them), RoPE at pos[b];
+     * write rotated q to out [B, n_heads D] and k, v to the KV cache at pos[b]. */
+    MK_TASK_QK_ROPE_KV,
+    /* Decode attention, kv head r0 (its n_heads/n_kv query heads), KV split `split` of
+     * `n_split`: positions [split*L/n_split, (split+1)*L/n_split) with L = pos[b] + 1.
+     * in0 = rotated q; out = partials [n_split][B][n_heads][D + 2] (acc[D], max, sum). */
+    MK_TASK_ATTN_PARTIAL,
+    /* Merge the n_split partials of kv head r0 into out[b, heads of r0, :] (in0 = partials) */
+    MK_TASK_ATTN_MERGE,
+    /* Final norm + LM head rows [r0, r1): out[b, r] = W[r] . rmsnorm(in0[b]) * norm_w
+     * (w0 = final norm, w1 = lm_head) and the per-task (max, argmax) of each batch row into
+     * aux[split][b] (split = this LOGITS task's index among n_split of them; float value,
+     * int index; ties -> lowest index). */
+    MK_TASK_LOGITS,
+    /* Next token of every active sequence from the logits (in0) and the argmax partials
+     * (in1, n_split = number of LOGITS tasks): greedy or sampled (mk/sample.h); writes
+     * tokens[b], advances pos[b], reports the token to the host ring, applies stop rules. */
+    MK_TASK_SAMPLE,
+    MK_TASK_OP_COUNT
+};
+const char *mk_task_op_name(enum mk_task_op op);
+
+/* One task: 64 bytes, 16-byte aligned, the same bytes on host and device. */
+struct mk_task {
+    uint16_t op;            /* enum mk_task_op */
+    uint16_t layer;         /* decoder layer, or 0xffff for none (embed, logits, sample) */
+    uint16_t split;         /* K split (linears) or KV split (attention) index */
+    uint16_t n_split;       /* number of splits (1 = unsplit) */
+    uint32_t r0, r1;        /* output rows / kv heads / vocab rows: [r0, r1) */
+    uint32_t k0, k1;        /* reduction range [k0, k1) for linears (whole K if unsplit) */
+    uint32_t w0, w1, w2;    /* weight ids (index into plan->weights) or MK_NONE */
+    uint32_t in0, in1;      /* buffer ids (plan->buffers) or MK_NONE */
+    uint32_t out, aux;      /* buffer ids or MK_NONE; aux: LOGITS argmax partials */
+    uint32_t wait_first;    /* waits are plan->waits[wait_first, wait_first + n_wait) */
+    uint32_t signal_first;  /* signals are plan->signals[signal_first, + n_signal) */
+    uint16_t n_wait;
+    uint16_t n_signal;
+} __attribute__((aligned(16)));
+#ifndef __cplusplus
+_Static_assert(sizeof(struct mk_task) == 64, "mk_task must be 64 bytes");
+#endif
+
+struct mk_wait {
+    uint32_t event;
+    int32_t step_offset;    /* 0: this step; -1: previous step */
+};
+
+struct mk_event {
+    uint32_t per_step;      /* signals per step (the number of producers) */
+    uint32_t pad;
+};
+
+enum { MK_NAME_MAX = 96 };
+
+struct mk_buffer {
+    char name[MK_NAME_MAX]; /* e.g. "l3.qkv" */
+    uint64_t offset;        /* bytes from the arena base, 256-byte aligned */
+    uint64_t bytes;
+};
+
+struct mk_plan_weight {
+    char name[MK_NAME_MAX]; /* the safetensors tensor name */
+    uint32_t rows, cols;    /* 1-D tensors have rows = 1 */
+    uint64_t offset;        /* bytes from the weight allocation base, 256-byte aligned */
+};
+
+/* What the plan is compiled for. */
+struct mk_target {
+    int sm_count;           /* CTAs = SMs, one per SM */
+    int smem_per_block;     /* dynamic shared memory a CTA may use (bytes) */
+    int regs_per_sm;
+    int threads;            /* threads per CTA */
+    int batch;              /* B, 1..16 */
+    int max_ctx;            /* KV cache positions per sequence */
+    double mem_gbps;        /* cost model: streaming bandwidth (GB/s) for all SMs */
+    double sync_ns;         /* cost model: cross-SM dependency latency */
+};
+/* A target for the H100 (132 SMs, 227 KiB smem per block) with batch and context. */
+struct mk_target mk_target_h100(int batch, int max_ctx);
+
+struct mk_plan {
+    uint32_t version;       /* MK_PLAN_VERSION */
+    struct mk_config cfg;
+    struct mk_target target;
+    uint32_t n_tasks, n_waits, n_signals, n_events, n_buffers, n_weights;
+    struct mk_task *tasks;
+    struct mk_wait *waits;
+    uint32_t *signals;      /* event ids */
+    struct mk_event *events;
+    struct mk_buffer *buffers;
+    struct mk_plan_weight *weights;
+    uint32_t *prog_start;   /* [sm_count + 1]: SM i runs prog_tasks[prog_start[i] .. [i+1]) */
+    uint32_t *prog_tasks;   /* task ids, each exactly once */
+    float *task_cost_ns;    /* [n_tasks] predicted time of each task */
+    uint64_t arena_bytes;   /* activation arena size */
+    uint64_t weight_bytes;  /* weight allocation size */
+    uint64_t kv_bytes;      /* KV cache size (K and V, all layers, B sequences) */
+    double predicted_step_ns;
+};
+#define MK_PLAN_VERSION 1u
+
+/* Byte offset of K (which = 0) or V (which = 1) of (layer, seq b, kv head h, position p)
+ * in the KV cache: [layer][K|V][b][h][max_ctx][head_dim] bf16. */
+static inline uint64_t mk_plan_kv_offset(const struct mk_plan *p, int layer, int which,
+                                         int b, int h, int pos)
+{
+    uint64_t D = (uint64_t)p->cfg.head_dim, T = (uint64_t)p->target.max_ctx;
+    uint64_t Hk = (uint64_t)p->cfg.n_kv_heads, B = (uint64_t)p->target.batch;
+    return ((((((uint64_t)layer * 2 + (uint64_t)which) * B + (uint64_t)b) * Hk + (uint64_t)h) * T
+             + (uint64_t)pos) * D) * 2;
+}
+
+/* Compile a plan from a config (no weights needed). On error *out is untouched. */
+enum mk_status mk_plan_compile(const struct mk_config *cfg, const struct mk_target *target,
+                               struct mk_plan **out);
+void mk_plan_free(struct mk_plan *p);
+
+/* Reject a plan whose tables are inconsistent or whose programs + events can deadlock
+ * (a wait that no earlier-scheduled producer can satisfy). Message names the task. */
+enum mk_status mk_plan_check(const struct mk_plan *p);
+
+/* Versioned, checksummed binary save / load. */
+enum mk_status mk_plan_save(const struct mk_plan *p, const char *path);
+enum mk_status mk_plan_load(const char *path, struct mk_plan **out);
+
+enum mk_status mk_plan_dump_json(const struct mk_plan *p, FILE *f);
+enum mk_status mk_plan_dump_dot(const struct mk_plan *p, FILE *f);
+
+/* CHANGES (newest last):
+ *   v1  initial contract.
+ */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MK_PLAN_H */
