@@ -172,6 +172,47 @@ float mk_f16_to_f32(uint16_t v);
 /* Convert `n` elements of tensor data to fp32 (any supported dtype). */
 void mk_tensor_to_f32(const struct mk_tensor *t, float *dst);
 
+/* ---- safetensors writer ---------------------------------------------------------- */
+
+/* Produces elements [first, first + count) of tensor `index` of the list, in its dtype,
+ * into dst (count * dtype size bytes). The writer calls it from several threads at once
+ * on disjoint ranges, so it must be thread-safe; it returns MK_OK or an error with its
+ * message set. */
+typedef enum mk_status (*mk_safetensors_fill_fn)(void *ctx, size_t index, uint64_t first,
+                                                 uint64_t count, void *dst);
+
+/* One tensor to write: its bytes are `data` when not NULL, otherwise fill(fill_ctx, ...). */
+struct mk_safetensors_entry {
+    const char *name;
+    enum mk_dtype dtype;
+    int ndim;
+    int64_t shape[MK_MAX_DIMS];
+    const void *data;
+    mk_safetensors_fill_fn fill;
+    void *fill_ctx;
+};
+
+/* Bytes of an entry's data (product of the shape times the dtype size). */
+uint64_t mk_safetensors_entry_bytes(const struct mk_safetensors_entry *e);
+
+/* Write `path` as one safetensors file holding the n entries in the given order: an
+ * 8-byte little-endian header length, the compact JSON header ({"__metadata__":
+ * {"format":"pt"}, then one object per tensor with data_offsets contiguous from 0)
+ * padded with spaces to a multiple of 8 bytes as the reference writer does, then the
+ * data. Data is produced and written in large chunks by n_threads threads (0 = every
+ * online core). Fails with MK_ERR_ARG (bad name, duplicate, shape, dtype, neither data
+ * nor fill), MK_ERR_IO (naming the path) or a fill error; on failure the partial file
+ * is removed. */
+enum mk_status mk_safetensors_write(const char *path, const struct mk_safetensors_entry *e,
+                                    size_t n, int n_threads);
+
+/* Write a sharded set's model.safetensors.index.json: {"metadata": {"total_size": N},
+ * "weight_map": {tensor name: shard file name}} with keys sorted and two-space indent,
+ * as transformers' save_pretrained writes it. names[i] lives in files[i]. */
+enum mk_status mk_safetensors_write_index(const char *path, uint64_t total_size,
+                                          const char *const *names,
+                                          const char *const *files, size_t n);
+
 #ifdef __cplusplus
 }
 #endif
