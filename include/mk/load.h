@@ -52,6 +52,29 @@ size_t mk_safetensors_count(const struct mk_safetensors *st);
 const struct mk_tensor *mk_safetensors_at(const struct mk_safetensors *st, size_t i);
 /* NULL when absent (no error message is set). */
 const struct mk_tensor *mk_safetensors_find(const struct mk_safetensors *st, const char *name);
+/* Files of the set (1 for a single file); mk_tensor.shard indexes them. The name is the
+ * path as opened (shards: index directory + "/" + file name). */
+size_t mk_safetensors_nfiles(const struct mk_safetensors *st);
+const char *mk_safetensors_file(const struct mk_safetensors *st, int shard);
+/* Sum of every tensor's nbytes. */
+uint64_t mk_safetensors_data_bytes(const struct mk_safetensors *st);
+/* Read every tensor byte once (faults the mapping in from the page cache or disk) and
+ * return a checksum of them, so the reads cannot be optimized away. */
+uint64_t mk_safetensors_touch(const struct mk_safetensors *st);
+
+/* A parsed model.safetensors.index.json: weight_map as tensor name -> file number.
+ * files[] are distinct plain file names (no '/', not "." or ".."), in order of first
+ * appearance; names[] in the file's order. Exposed for the fuzzer and tests. */
+struct mk_st_index {
+    size_t n_files;
+    char **files;
+    size_t n_tensors;
+    char **names;
+    int *file_of;   /* n_tensors entries, each in [0, n_files) */
+};
+enum mk_status mk_safetensors_index_parse(const char *json, size_t len, const char *what,
+                                          struct mk_st_index *out);
+void mk_safetensors_index_free(struct mk_st_index *ix);
 
 /* Parse one safetensors header from memory (`buf` = the whole file, `len` bytes).
  * Exposed for the fuzzer and tests; `what` names the file in messages. On success
@@ -100,6 +123,9 @@ struct mk_config {
     int bos_token_id;         /* -1 when absent */
     int n_eos;                /* eos ids from config.json and generation_config.json */
     int eos_token_ids[MK_MAX_EOS];
+    bool dtype_given;         /* false: no torch_dtype/dtype; the loader then takes the
+                                 checkpoint's dtype from the embedding tensor */
+    int sliding_window;       /* mistral sliding_window / qwen use_sliding_window; 0 = none */
 };
 
 /* Sampling defaults from generation_config.json (absent fields keep the defaults:
@@ -117,6 +143,11 @@ enum mk_status mk_config_parse(const char *json, size_t len, const char *what,
 /* Merge generation_config.json (eos ids, sampling defaults) into cfg / gen. */
 enum mk_status mk_gen_config_parse(const char *json, size_t len, const char *what,
                                    struct mk_config *cfg, struct mk_gen_config *gen);
+/* The defaults above (greedy, temperature 1, top_k 0, top_p 1). */
+void mk_gen_config_default(struct mk_gen_config *gen);
+/* Read DIR/config.json and, when present, DIR/generation_config.json (no weights). */
+enum mk_status mk_config_load(const char *dir, struct mk_config *cfg,
+                              struct mk_gen_config *gen);
 
 /* ---- the bound model ------------------------------------------------------------ */
 
@@ -171,6 +202,10 @@ uint16_t mk_f32_to_bf16(float f); /* round to nearest even; NaN stays NaN */
 float mk_f16_to_f32(uint16_t v);
 /* Convert `n` elements of tensor data to fp32 (any supported dtype). */
 void mk_tensor_to_f32(const struct mk_tensor *t, float *dst);
+/* Convert to bf16, what the GPU holds (f16/f32 rounded to nearest even). */
+void mk_tensor_to_bf16(const struct mk_tensor *t, uint16_t *dst);
+/* Elements of t: the product of its shape (1 for a scalar). */
+int64_t mk_tensor_numel(const struct mk_tensor *t);
 
 /* ---- safetensors writer ---------------------------------------------------------- */
 
