@@ -68,9 +68,10 @@ enum mk_task_op {
      * aux[split][b] (split = this LOGITS task's index among n_split of them; float value,
      * int index; ties -> lowest index). */
     MK_TASK_LOGITS,
-    /* Next token of every active sequence from the logits (in0) and the argmax partials
-     * (in1, n_split = number of LOGITS tasks): greedy or sampled (mk/sample.h); writes
-     * tokens[b], advances pos[b], reports the token to the host ring, applies stop rules. */
+    /* Next token of every active sequence b in [r0, r1) from the logits (in0) and the
+     * argmax partials (in1, n_split = number of LOGITS tasks): greedy or sampled
+     * (mk/sample.h); writes tokens[b], advances pos[b], reports the token to the host ring,
+     * applies stop rules. The compiler emits one SAMPLE task per sequence. */
     MK_TASK_SAMPLE,
     MK_TASK_OP_COUNT
 };
@@ -109,15 +110,27 @@ struct mk_event {
 enum { MK_NAME_MAX = 96 };
 
 struct mk_buffer {
-    char name[MK_NAME_MAX]; /* e.g. "l3.qkv" */
+    char name[MK_NAME_MAX]; /* e.g. "qkv" (buffers are shared by all layers) */
     uint64_t offset;        /* bytes from the arena base, 256-byte aligned */
     uint64_t bytes;
+    /* Layout: [outer][B][cols] elements of 4 bytes (fp32; LOGITS aux: {float, int32}).
+     * outer = n_split for partials (attention, argmax), else 1. bytes = outer*B*cols*4. */
+    uint32_t outer, cols;
 };
 
 struct mk_plan_weight {
     char name[MK_NAME_MAX]; /* the safetensors tensor name */
     uint32_t rows, cols;    /* 1-D tensors have rows = 1 */
-    uint64_t offset;        /* bytes from the weight allocation base, 256-byte aligned */
+    uint64_t offset;        /* bytes from the weight allocation base, 256-byte aligned
+                               (members of a view: packed right after the previous one) */
+    /* > 0: a VIEW, not a tensor: it names no safetensors tensor and has nothing to
+     * upload; it is the concatenation (along rows; 1-D: along the elements) of the next
+     * view_parts weights, which follow it in the table and lie back to back from its
+     * offset. The fused QKV projection uses views: "...self_attn.qkv_proj.weight" over
+     * q_proj, k_proj, v_proj (and ".bias" likewise), so that a NORM_LINEAR task's row r
+     * of w1 is simply offset + r * cols * 2 bytes. */
+    uint32_t view_parts;
+    uint32_t pad;
 };
 
 /* What the plan is compiled for. */
@@ -152,6 +165,16 @@ struct mk_plan {
     uint64_t weight_bytes;  /* weight allocation size */
     uint64_t kv_bytes;      /* KV cache size (K and V, all layers, B sequences) */
     double predicted_step_ns;
+    /* Shared-memory contract of linear tasks (see src/compile/tile.c for the model):
+     * a task keeps at most act_chunk activations of each of its B rows in shared memory
+     * (fp32, after the RMSNorm prologue); a reduction of K > act_chunk runs in
+     * ceil(K / act_chunk) passes over K (in order, accumulating), streaming the weight
+     * rows of each pass through weight_stages stages of stage_bytes. Every task of the
+     * plan fits target.smem_per_block with these numbers (mk_plan_task_smem). */
+    uint32_t act_chunk;
+    uint32_t weight_stages;
+    uint32_t stage_bytes;
+    uint32_t pad;
 };
 #define MK_PLAN_VERSION 1u
 
@@ -182,8 +205,24 @@ enum mk_status mk_plan_load(const char *path, struct mk_plan **out);
 enum mk_status mk_plan_dump_json(const struct mk_plan *p, FILE *f);
 enum mk_status mk_plan_dump_dot(const struct mk_plan *p, FILE *f);
 
+/* Bytes of shared memory the tile model charges task `t` (activations, weight stages,
+ * scratch); never above target.smem_per_block in a compiled plan. */
+uint32_t mk_plan_task_smem(const struct mk_plan *p, uint32_t t);
+
+/* Copy every weight of the plan (views skipped) from the checkpoint into `dst`
+ * (plan->weight_bytes bytes), converted to bf16 at its offset. Fails with MK_ERR_FORMAT
+ * naming the tensor when one is missing or has another shape. */
+enum mk_status mk_plan_pack_weights(const struct mk_plan *p, const struct mk_safetensors *st,
+                                    void *dst);
+
 /* CHANGES (newest last):
  *   v1  initial contract.
+ *   v1  (issue 6, additive) mk_buffer.outer/cols (layout [outer][B][cols]);
+ *       mk_plan_weight.view_parts (+pad): the fused QKV weight/bias are views over the
+ *       q/k/v tensors packed back to back; mk_plan.act_chunk/weight_stages/stage_bytes
+ *       (+pad): the shared-memory contract of linears (K processed in passes of at most
+ *       act_chunk); SAMPLE covers sequences [r0, r1) (one task per sequence);
+ *       mk_plan_task_smem, mk_plan_pack_weights.
  */
 
 #ifdef __cplusplus
