@@ -66,9 +66,11 @@ static enum mk_status get_float(const json_t *obj, const char *what, const char 
         enum mk_status s = mk_json_number(v, what, key, &x);
         if (s != MK_OK) return s;
     }
-    if (!(x > lo && x < hi))
-        return mk_error(MK_ERR_FORMAT, "%s: %s = %g is outside (%g, %g)", what, key, x, lo, hi);
-    *out = (float)x;
+    float f = (float)x; /* checked after rounding: 1e-200 is positive but its float is 0 */
+    if (!(f > lo && f < hi))
+        return mk_error(MK_ERR_FORMAT, "%s: %s = %g is outside (%g, %g)%s", what, key, x, lo, hi,
+                        x > lo && x < hi ? " as a 32-bit float" : "");
+    *out = f;
     return MK_OK;
 }
 

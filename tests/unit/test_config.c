@@ -244,6 +244,7 @@ static void test_bad_configs(void)
     expect_bad("intermediate_size", "99999999999", MK_ERR_FORMAT, "intermediate_size: expected an integer");
     expect_bad("head_dim", "7", MK_ERR_FORMAT, "head_dim = 7 is odd");
     expect_bad("rms_norm_eps", "0", MK_ERR_FORMAT, "rms_norm_eps = 0 is outside (0, 1)");
+    expect_bad("rms_norm_eps", "1e-200", MK_ERR_FORMAT, "rms_norm_eps = 1e-200 is outside (0, 1) as a 32-bit float");
     expect_bad("rms_norm_eps", "1.5", MK_ERR_FORMAT, "rms_norm_eps = 1.5 is outside (0, 1)");
     expect_bad("rope_theta", "-1", MK_ERR_FORMAT, "rope_theta = -1 is outside");
     expect_bad("rope_scaling", "{\"rope_type\":\"yarn\",\"factor\":4}", MK_ERR_UNSUPPORTED,
