@@ -1,0 +1,214 @@
+/* mk_plan_check: tables consistent, every task within its buffers and weights and the
+ * shared-memory limit, and no deadlock: each SM runs its program in order, step after
+ * step (CHECK_STEPS of them), a task runs when its waits are satisfied; if the
+ * simulation gets stuck, the stuck tasks are named. The system is monotone (running a
+ * task never blocks another), so greedy simulation finds a deadlock iff one exists. */
+#include "compile_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+enum { CHECK_STEPS = 3, MAX_STUCK_LISTED = 4 };
+
+#define BAD(...) mk_error(MK_ERR_FORMAT, "plan: " __VA_ARGS__)
+
+static bool id_ok(uint32_t id, uint32_t n) { return id == MK_NONE || id < n; }
+
+static enum mk_status check_tables(const struct mk_plan *p)
+{
+    if (p->version != MK_PLAN_VERSION) return BAD("version %u, expected %u", p->version, MK_PLAN_VERSION);
+    if (p->target.sm_count < 1 || p->target.batch < 1 || p->target.batch > 16 || p->target.max_ctx < 1)
+        return BAD("target: bad sm_count/batch/max_ctx");
+    if (!p->n_tasks) return BAD("no tasks");
+    for (uint32_t t = 0; t < p->n_tasks; t++) {
+        const struct mk_task *k = &p->tasks[t];
+        if (k->op == MK_TASK_NOP || k->op >= MK_TASK_OP_COUNT) return BAD("task %u: bad op %u", t, k->op);
+        if ((uint64_t)k->wait_first + k->n_wait > p->n_waits || (uint64_t)k->signal_first + k->n_signal > p->n_signals)
+            return BAD("task %u: wait/signal range outside the tables", t);
+        if (!id_ok(k->w0, p->n_weights) || !id_ok(k->w1, p->n_weights) || !id_ok(k->w2, p->n_weights))
+            return BAD("task %u: weight id out of range", t);
+        if (!id_ok(k->in0, p->n_buffers) || !id_ok(k->in1, p->n_buffers) ||
+            !id_ok(k->out, p->n_buffers) || !id_ok(k->aux, p->n_buffers))
+            return BAD("task %u: buffer id out of range", t);
+        if (k->r0 >= k->r1 || k->k0 > k->k1 || k->n_split < 1 || k->split >= k->n_split)
+            return BAD("task %u: empty range or split %u of %u", t, k->split, k->n_split);
+    }
+    for (uint32_t i = 0; i < p->n_waits; i++)
+        if (p->waits[i].event >= p->n_events || (p->waits[i].step_offset != 0 && p->waits[i].step_offset != -1))
+            return BAD("wait %u: bad event or step_offset", i);
+    uint32_t *cnt = calloc(p->n_events + 1, sizeof *cnt);
+    if (!cnt) return mk_error(MK_ERR_NOMEM, "plan check: out of memory");
+    enum mk_status s = MK_OK;
+    for (uint32_t i = 0; i < p->n_signals && !s; i++)
+        if (p->signals[i] >= p->n_events) s = BAD("signal %u: bad event", i);
+        else cnt[p->signals[i]]++;
+    for (uint32_t e = 0; e < p->n_events && !s; e++)
+        if (!p->events[e].per_step || cnt[e] != p->events[e].per_step)
+            s = BAD("event %u: per_step %u but %u signals", e, p->events[e].per_step, cnt[e]);
+    free(cnt);
+    if (s) return s;
+    int S = p->target.sm_count;
+    if (p->prog_start[0] != 0 || p->prog_start[S] != p->n_tasks) return BAD("programs do not cover the tasks");
+    uint8_t *seen = calloc(p->n_tasks, 1);
+    if (!seen) return mk_error(MK_ERR_NOMEM, "plan check: out of memory");
+    for (int i = 0; i < S && !s; i++) {
+        if (p->prog_start[i] > p->prog_start[i + 1]) s = BAD("program %d: bad range", i);
+        for (uint32_t j = p->prog_start[i]; j < p->prog_start[i + 1] && !s; j++) {
+            uint32_t t = p->prog_tasks[j];
+            if (t >= p->n_tasks || seen[t]++) s = BAD("program %d: task %u missing or repeated", i, t);
+        }
+    }
+    free(seen);
+    return s;
+}
+
+static enum mk_status check_memory(const struct mk_plan *p)
+{
+    uint64_t B = (uint64_t)p->target.batch;
+    for (uint32_t i = 0; i < p->n_buffers; i++) {
+        const struct mk_buffer *b = &p->buffers[i];
+        if (b->offset % 256 || b->bytes != (uint64_t)b->outer * B * b->cols * 4 ||
+            b->offset + b->bytes > p->arena_bytes || !b->cols || !b->outer)
+            return BAD("buffer %u (%s): layout or offset outside the arena", i, b->name);
+    }
+    for (uint32_t i = 0; i < p->n_weights; i++) {
+        const struct mk_plan_weight *w = &p->weights[i];
+        uint64_t bytes = (uint64_t)w->rows * w->cols * 2;
+        if (w->view_parts) {
+            if (i + w->view_parts >= p->n_weights) return BAD("weight %u (%s): view parts missing", i, w->name);
+            bytes = 0;
+            for (uint32_t j = 1; j <= w->view_parts; j++) {
+                const struct mk_plan_weight *q = &p->weights[i + j];
+                if (q->offset != w->offset + bytes || q->view_parts)
+                    return BAD("weight %u (%s): view parts not back to back", i, w->name);
+                bytes += (uint64_t)q->rows * q->cols * 2;
+            }
+            if (bytes != (uint64_t)w->rows * w->cols * 2) return BAD("weight %u (%s): view size", i, w->name);
+        } else if (w->offset % 16) {
+            return BAD("weight %u (%s): offset not 16-byte aligned", i, w->name);
+        }
+        if (w->offset + bytes > p->weight_bytes) return BAD("weight %u (%s): outside the allocation", i, w->name);
+    }
+    return MK_OK;
+}
+
+/* Op-specific ranges: rows within the weight and the output buffer, K = weight cols. */
+static enum mk_status check_task_ranges(const struct mk_plan *p, uint32_t t)
+{
+    const struct mk_task *k = &p->tasks[t];
+    const struct mk_config *c = &p->cfg;
+    const struct mk_buffer *out = k->out == MK_NONE ? NULL : &p->buffers[k->out];
+    const struct mk_buffer *in0 = k->in0 == MK_NONE ? NULL : &p->buffers[k->in0];
+    const struct mk_plan_weight *w1 = k->w1 == MK_NONE ? NULL : &p->weights[k->w1];
+    uint32_t D = (uint32_t)c->head_dim;
+    switch ((enum mk_task_op)k->op) {
+    case MK_TASK_EMBED:
+        if (!out || k->w0 == MK_NONE || k->r1 > out->cols || k->r1 > p->weights[k->w0].cols)
+            return BAD("task %u (EMBED): rows outside the table or x", t);
+        return MK_OK;
+    case MK_TASK_NORM_LINEAR:
+    case MK_TASK_LINEAR_RESIDUAL:
+    case MK_TASK_NORM_GATE_UP:
+    case MK_TASK_LOGITS:
+        if (!out || !in0 || !w1 || k->r1 > w1->rows || k->r1 > out->cols || k->k1 > w1->cols ||
+            w1->cols > in0->cols || k->n_split != (k->op == MK_TASK_LOGITS ? k->n_split : 1))
+            return BAD("task %u (%s): rows/K outside its weight or buffers", t, mk_task_op_name(k->op));
+        if (k->op == MK_TASK_NORM_GATE_UP && (k->w2 == MK_NONE || p->weights[k->w2].rows < k->r1))
+            return BAD("task %u (NORM_GATE_UP): up weight", t);
+        if (k->op == MK_TASK_LINEAR_RESIDUAL && (k->in1 == MK_NONE || p->buffers[k->in1].cols < k->r1))
+            return BAD("task %u (LINEAR_RESIDUAL): residual buffer", t);
+        if (k->op == MK_TASK_LOGITS && (k->aux == MK_NONE || p->buffers[k->aux].outer != k->n_split))
+            return BAD("task %u (LOGITS): argmax partials", t);
+        return MK_OK;
+    case MK_TASK_QK_ROPE_KV:
+    case MK_TASK_ATTN_PARTIAL:
+    case MK_TASK_ATTN_MERGE:
+        if (k->r1 > (uint32_t)c->n_kv_heads || !out || !in0 || k->layer >= c->n_layers ||
+            (k->op == MK_TASK_ATTN_PARTIAL && out->outer != k->n_split) ||
+            (k->op == MK_TASK_ATTN_MERGE && in0->outer != k->n_split) ||
+            (k->op == MK_TASK_QK_ROPE_KV && in0->cols != (uint32_t)(c->n_heads + 2 * c->n_kv_heads) * D))
+            return BAD("task %u (%s): head range or buffers", t, mk_task_op_name(k->op));
+        return MK_OK;
+    case MK_TASK_SAMPLE:
+        if (k->r1 > (uint32_t)p->target.batch || k->in0 == MK_NONE || k->in1 == MK_NONE ||
+            p->buffers[k->in1].outer != k->n_split)
+            return BAD("task %u (SAMPLE): sequences or inputs", t);
+        return MK_OK;
+    case MK_TASK_NOP:
+    case MK_TASK_OP_COUNT:
+        break;
+    }
+    return BAD("task %u: bad op", t);
+}
+
+static enum mk_status check_deadlock(const struct mk_plan *p)
+{
+    int S = p->target.sm_count;
+    uint64_t *counter = calloc(p->n_events + 1, sizeof *counter);
+    uint64_t *pc = calloc((size_t)S, sizeof *pc); /* position over CHECK_STEPS programs */
+    if (!counter || !pc) {
+        free(counter);
+        free(pc);
+        return mk_error(MK_ERR_NOMEM, "plan check: out of memory");
+    }
+    bool progress = true;
+    while (progress) {
+        progress = false;
+        for (int i = 0; i < S; i++) {
+            uint64_t len = p->prog_start[i + 1] - p->prog_start[i];
+            while (pc[i] < len * CHECK_STEPS) {
+                uint64_t step = pc[i] / len;
+                const struct mk_task *k = &p->tasks[p->prog_tasks[p->prog_start[i] + pc[i] % len]];
+                bool ok = true;
+                for (uint32_t w = 0; w < k->n_wait && ok; w++) {
+                    const struct mk_wait *wt = &p->waits[k->wait_first + w];
+                    int64_t target = ((int64_t)step + 1 + wt->step_offset) * p->events[wt->event].per_step;
+                    ok = (int64_t)counter[wt->event] >= target;
+                }
+                if (!ok) break;
+                for (uint32_t j = 0; j < k->n_signal; j++) counter[p->signals[k->signal_first + j]]++;
+                pc[i]++;
+                progress = true;
+            }
+        }
+    }
+    char msg[512];
+    int at = 0, listed = 0;
+    for (int i = 0; i < S && listed < MAX_STUCK_LISTED; i++) {
+        uint64_t len = p->prog_start[i + 1] - p->prog_start[i];
+        if (pc[i] >= len * CHECK_STEPS) continue;
+        uint64_t step = pc[i] / len;
+        uint32_t t = p->prog_tasks[p->prog_start[i] + pc[i] % len];
+        const struct mk_task *k = &p->tasks[t];
+        for (uint32_t w = 0; w < k->n_wait; w++) {
+            const struct mk_wait *wt = &p->waits[k->wait_first + w];
+            int64_t target = ((int64_t)step + 1 + wt->step_offset) * p->events[wt->event].per_step;
+            if ((int64_t)counter[wt->event] < target) {
+                at += snprintf(msg + at, sizeof msg - (size_t)at,
+                               "%sSM %d task %u (%s) step %llu waits on event %u: %llu of %lld",
+                               listed ? "; " : "", i, t, mk_task_op_name(k->op),
+                               (unsigned long long)step, wt->event,
+                               (unsigned long long)counter[wt->event], (long long)target);
+                if (at >= (int)sizeof msg) at = (int)sizeof msg - 1;
+                break;
+            }
+        }
+        listed++;
+    }
+    free(counter);
+    free(pc);
+    return listed ? mk_error(MK_ERR_FORMAT, "plan: deadlock: %s", msg) : MK_OK;
+}
+
+enum mk_status mk_plan_check(const struct mk_plan *p)
+{
+    enum mk_status s = check_tables(p);
+    if (!s) s = check_memory(p);
+    for (uint32_t t = 0; t < p->n_tasks && !s; t++) {
+        s = check_task_ranges(p, t);
+        if (!s && mk_plan_task_smem(p, t) > (uint32_t)p->target.smem_per_block)
+            s = BAD("task %u (%s): %u B of shared memory > %d", t, mk_task_op_name(p->tasks[t].op),
+                    mk_plan_task_smem(p, t), p->target.smem_per_block);
+    }
+    return s ? s : check_deadlock(p);
+}
