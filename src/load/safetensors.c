@@ -204,10 +204,10 @@ void mk_safetensors_free_tensors(struct mk_tensor *t, size_t count)
     free(t);
 }
 
-/* Parse the entries of the header object into t[] / r[] (n slots). */
-static enum mk_status parse_entries(const json_t *hdr, const unsigned char *data,
-                                    const char *what, struct mk_tensor *t, struct range *r,
-                                    size_t *count)
+/* Parse the entries of the header object into t[] / r[] (n slots); data pointers are
+ * set only once the ranges are known to lie inside the file. */
+static enum mk_status parse_entries(const json_t *hdr, const char *what, struct mk_tensor *t,
+                                    struct range *r, size_t *count)
 {
     const char *key;
     const json_t *e;
@@ -226,7 +226,6 @@ static enum mk_status parse_entries(const json_t *hdr, const unsigned char *data
         s = parse_entry(key, e, what, &t[n - 1], &r[n - 1]);
         if (s != MK_OK) return s;
         r[n - 1].tensor = n - 1;
-        t[n - 1].data = data + r[n - 1].begin;
     }
     return MK_OK;
 }
@@ -268,8 +267,9 @@ enum mk_status mk_safetensors_parse(const void *buf, size_t len, const char *wha
     struct range *r = calloc(cap, sizeof *r);
     size_t n = 0;
     if (!t || !r) s = mk_error(MK_ERR_NOMEM, "%s: out of memory for %zu tensors", what, cap);
-    if (s == MK_OK) s = parse_entries(hdr, p + 8 + hlen, what, t, r, &n);
+    if (s == MK_OK) s = parse_entries(hdr, what, t, r, &n);
     if (s == MK_OK) s = check_tiling(r, n, t, len - 8 - hlen, what);
+    for (size_t i = 0; s == MK_OK && i < n; i++) t[r[i].tensor].data = p + 8 + hlen + r[i].begin;
     json_decref(hdr);
     free(r);
     if (s != MK_OK) {
