@@ -153,10 +153,9 @@ def text_streams_with_a_tokenizer():
     from tokenizers import Tokenizer
     d = tmpdir("gen_qwen3_tiny")
     tok_dir = os.path.join(ROOT, "data", "tokenizers", "qwen3")
-    if not os.path.exists(os.path.join(d, "config.json")):
-        r = mk("synth", "--arch", "qwen3", "--preset", "tiny", "--seed", 3, "--tokenizer", tok_dir,
-               "--out", d, binary=MK_FAST)
-        check(r.returncode == 0, r.stderr)
+    r = mk("synth", "--arch", "qwen3", "--preset", "tiny", "--seed", 3, "--tokenizer", tok_dir,
+           "--out", d, binary=MK_FAST)
+    check(r.returncode == 0, r.stderr)
     tok = Tokenizer.from_file(os.path.join(d, "tokenizer.json"))
     prompt = "Hello, world! Ünïcödé 🙂"
     r = mk("generate", d, "--prompt", prompt, "-n", 12, "--ignore-eos", "--output", "json")
