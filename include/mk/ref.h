@@ -41,6 +41,10 @@ enum mk_status mk_ref_seq_new(const struct mk_ref *r, int max_ctx, struct mk_ref
 void mk_ref_seq_free(struct mk_ref_seq *s); /* NULL is fine */
 int mk_ref_seq_pos(const struct mk_ref_seq *s);   /* tokens in the cache */
 void mk_ref_seq_reset(struct mk_ref_seq *s);      /* empty the cache */
+/* The cache of layer `layer` (0 <= layer < n_layers): keys (after k-norm and RoPE) and
+ * values, fp32 [max_ctx][n_kv_heads * head_dim] each; positions [0, pos) are filled.
+ * For tests that check another implementation's KV cache. */
+void mk_ref_seq_kv(const struct mk_ref_seq *s, int layer, const float **k, const float **v);
 
 /* Run tokens[0..n) at positions pos .. pos+n-1 of `s`, appending their keys and values to
  * its cache. logits receives fp32 logits:

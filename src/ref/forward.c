@@ -217,6 +217,15 @@ void mk_ref_seq_free(struct mk_ref_seq *s)
 int mk_ref_seq_pos(const struct mk_ref_seq *s) { return s->pos; }
 void mk_ref_seq_reset(struct mk_ref_seq *s) { s->pos = 0; }
 
+void mk_ref_seq_kv(const struct mk_ref_seq *s, int layer, const float **k, const float **v)
+{
+    const struct mk_config *c = &s->r->cfg;
+    MK_ASSERT(layer >= 0 && layer < c->n_layers);
+    const int64_t per_layer = (int64_t)s->max_ctx * c->n_kv_heads * c->head_dim;
+    *k = s->k_cache + layer * per_layer;
+    *v = s->v_cache + layer * per_layer;
+}
+
 /* ---- the decoder layer ------------------------------------------------------------- */
 
 /* Self-attention of the chunk's n tokens (positions pos0 .. pos0+n-1) in layer l:
