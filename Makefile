@@ -62,6 +62,8 @@ UNIT_SRC      := $(wildcard tests/unit/test_*.c)
 UNIT_BIN      := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/asan/tests/%)
 GPU_TEST_SRC  := $(if $(HAVE_CUDA),$(wildcard tests/gpu/test_*.cu tests/gpu/test_*.c))
 GPU_TEST_BIN  := $(patsubst tests/gpu/%,$(BUILD)/tests/%,$(basename $(GPU_TEST_SRC)))
+GPU_BENCH_SRC := $(if $(HAVE_CUDA),$(wildcard bench/gpu_*.c))
+GPU_BENCH_BIN := $(GPU_BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 FUZZ_SRC      := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN      := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 FUZZ_LIB_SRC  := $(filter src/util/% src/load/% src/tokenizer/% src/graph/% src/compile/%,$(HOST_SRC))
@@ -116,6 +118,10 @@ $(BUILD)/tests/%: tests/gpu/%.c $(LIB) tests/unit/check.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/unit $< $(LIB) $(LDLIBS) $(RPATH) -o $@
 
+$(BUILD)/bench/%: bench/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) $(RPATH) -o $@
+
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRC)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CSTD) -O1 -g $(INCS) -fsanitize=fuzzer,address,undefined $< $(FUZZ_LIB_SRC) \
@@ -131,8 +137,8 @@ $(BUILD)/lib/.stamp: $(MK)
 	@touch $@
 
 fuzz: $(FUZZ_BIN)
-test-build: $(MK) $(MK_SAN) devlibs $(UNIT_BIN) $(GPU_TEST_BIN) $(FUZZ_BIN)
-gpu-tests: $(MK) devlibs $(GPU_TEST_BIN)
+test-build: $(MK) $(MK_SAN) devlibs $(UNIT_BIN) $(GPU_TEST_BIN) $(GPU_BENCH_BIN) $(FUZZ_BIN)
+gpu-tests: $(MK) devlibs $(GPU_TEST_BIN) $(GPU_BENCH_BIN)
 
 deps:
 	@scripts/deps.sh

@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# The short benchmark of a device check: synthesize the benchmark models on the GPU
-# machine (random weights, real shapes) and run `mk bench` on each. Extended as the
-# benchmark issue lands; prints one line per measurement.
+# The decode benchmark of a device check: synthesize the benchmark models on the GPU
+# machine (random weights, real shapes; decode speed does not depend on the values) and
+# run bench/gpu_decode (tg128 after a 64-token prompt, batch MK_BENCH_BATCH, default 1)
+# on them, after the streaming-read ceiling. Prints one line and one JSON line per model.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
-MODELS=${MK_BENCH_MODELS:-qwen3:0.6b}
+MK_MODELS=${MK_MODELS:-/tmp/mk-models}
+MODELS=${MK_BENCH_MODELS:-qwen3:0.6b:qwen3-0.6b llama:1b:llama-3.2-1b qwen3:8b:qwen3-8b}
+args=()
 for m in $MODELS; do
-    arch=${m%%:*}; preset=${m##*:}
-    dir=/tmp/mk-models/$arch-$preset
-    [ -f "$dir/config.json" ] || "$BUILD/mk" synth --arch "$arch" --preset "$preset" --out "$dir" || exit 1
-    "$BUILD/mk" bench "$dir" ${MK_BENCH_ARGS:-} || exit 1
+    arch=${m%%:*}; rest=${m#*:}; preset=${rest%%:*}; name=${rest#*:}
+    dir=$MK_MODELS/$arch-$preset
+    [ -f "$dir/config.json" ] || "$BUILD/mk" synth --arch "$arch" --preset "$preset" --out "$dir" >/dev/null || exit 1
+    args+=(--name "$name" "$dir")
 done
+export MK_COMMIT=${MK_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
+"$BUILD/bench/gpu_decode" --batch "${MK_BENCH_BATCH:-1}" --reps "${MK_BENCH_REPS:-5}" "${args[@]}"

@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# One call on the GPU machine (the `device` tool): check the carried build, run the GPU
-# tests, compute-sanitizer on a tiny model, and a short benchmark; logs under $OUT, a
-# short summary table printed last. Build here first (`make -j2 test-build`), then
-#   run(command="scripts/device_check.sh", carry=["build"])
-# Optional: MK_DEVICE_STEPS="gpu tests sanitizer bench" (default all), MK_BENCH_ARGS.
+# One call on the GPU machine (the `device` tool): check the carried build, synthesize the
+# real-shape test model, run the GPU tests, compute-sanitizer on a tiny model, and the
+# decode benchmark; logs under $OUT, a short summary table printed last. Build here first
+# (`make BUILD=build-gpu -j2 gpu-tests`), then
+#   run(command="BUILD=build-gpu scripts/device_check.sh", carry=["build-gpu"])
+# Optional: MK_DEVICE_STEPS="gpu models tests sanitizer bench" (default all),
+# MK_TEST_FILTER (default: the megakernel's tests), MK_BENCH_MODELS (device_bench.sh).
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 OUT=${OUT:-$PWD/$BUILD/device-out}
 mkdir -p "$OUT"
-STEPS=${MK_DEVICE_STEPS:-gpu tests sanitizer bench}
-export MK_SKIP_DEPS=1 PYTHONUNBUFFERED=1
+STEPS=${MK_DEVICE_STEPS:-gpu models tests sanitizer bench}
+export MK_SKIP_DEPS=1 PYTHONUNBUFFERED=1 MK_ROOT=$PWD
+export MK_MODELS=${MK_MODELS:-/tmp/mk-models}
 rows=()
 
 step() { # name, command...
@@ -26,10 +29,19 @@ step() { # name, command...
     echo "== $name (rc=$rc, ${dt}s): last lines"; tail -25 "$OUT/$name.log"
 }
 
+synth() { # arch preset -> directory (made once per machine)
+    local dir=$MK_MODELS/$1-$2
+    [ -f "$dir/config.json" ] || "$BUILD/mk" synth --arch "$1" --preset "$2" --out "$dir" >/dev/null || return 1
+    echo "$dir"
+}
+
 for s in $STEPS; do
     case $s in
     gpu) step gpu bash -c "nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem --format=csv; '$BUILD/mk' gpu" ;;
-    tests) step tests env BUILD="$BUILD" MK_TEST_FILTER="${MK_TEST_FILTER:-^test_gpu}" tests/run.sh ;;
+    models)
+        step models synth qwen3 0.6b
+        [ -f "$MK_MODELS/qwen3-0.6b/config.json" ] && export MK_GPU_QWEN3_06B=$MK_MODELS/qwen3-0.6b ;;
+    tests) step tests env BUILD="$BUILD" MK_TEST_FILTER="${MK_TEST_FILTER:-^test_gpu_(model|tasks|timeout|sanitize)}" tests/run.sh ;;
     sanitizer)
         if [ -x "$BUILD/tests/test_gpu_sanitize" ]; then
             step sanitizer compute-sanitizer --tool memcheck --error-exitcode 9 "$BUILD/tests/test_gpu_sanitize"
@@ -39,7 +51,10 @@ for s in $STEPS; do
     bench) step bench bash -c "scripts/device_bench.sh 2>&1" ;;
     esac
 done
+cp "$BUILD"/test-logs/test_gpu_*.log "$OUT/" 2>/dev/null
 
 echo
 echo "== summary ($(date -u +%F), $("$BUILD/mk" gpu 2>&1 | cut -d, -f1))"
+grep -h '^JSON ' "$OUT/bench.log" 2>/dev/null | cut -c6-
+grep -h -E '^(ceiling|qwen|llama)' "$OUT/bench.log" 2>/dev/null | cut -c1-150
 printf '%s\n' "${rows[@]}"

@@ -6,6 +6,8 @@
 
 #include "mk/mk.h"
 
+#include <stdbool.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -27,6 +29,91 @@ struct mk_gpu_info {
 /* Fill *out for the current device. MK_ERR_NO_DEVICE (message says why: built without
  * CUDA, no device visible, driver error) when there is none. */
 enum mk_status mk_gpu_query(struct mk_gpu_info *out);
+
+/* ---- the persistent megakernel -------------------------------------------------- */
+
+struct mk_model;
+struct mk_plan;
+struct mk_gpu; /* a model resident on the device, run by one plan (one batch size) */
+
+struct mk_gpu_options {
+    uint64_t wait_timeout_ms; /* bound of every dependency wait; 0: the default (2000 ms,
+                                 or MK_GPU_WAIT_TIMEOUT_MS from the environment) */
+};
+
+/* Upload the weights of `m` once into one device allocation in plan->weights order
+ * (f16/f32 converted to bf16), allocate the KV cache, the activation arena, the event
+ * counters and the plan tables, and check that the persistent kernel fits: one CTA per SM
+ * with the shared memory every task needs (cudaOccupancyMaxActiveBlocksPerMultiprocessor)
+ * and cooperative launch support. The plan is copied; `m` and `plan` may be freed after.
+ * Errors: MK_ERR_NO_DEVICE, MK_ERR_UNSUPPORTED (device or plan the kernel cannot run,
+ * e.g. occupancy, a task's shared memory, unaligned K ranges; the message names the
+ * task), MK_ERR_FORMAT (a weight missing or of another shape), MK_ERR_NOMEM, MK_ERR_CUDA.
+ * On error nothing is allocated. */
+enum mk_status mk_gpu_open(const struct mk_model *m, const struct mk_plan *plan,
+                           const struct mk_gpu_options *opt, struct mk_gpu **out);
+void mk_gpu_close(struct mk_gpu *g); /* NULL is fine */
+
+/* One sequence of a batch. Greedy decoding (the kernel's argmax). */
+struct mk_gpu_request {
+    const int32_t *prompt;  /* prompt_len token ids, fed one per step */
+    int prompt_len;         /* >= 1 */
+    int max_new;            /* >= 1 generated tokens at most */
+    const int32_t *stop;    /* n_stop extra stop ids (the model's EOS ids always stop) */
+    int n_stop;
+    int ignore_eos;         /* 1: EOS ids do not stop (benchmarks) */
+};
+
+/* Called on the host for every generated token as it arrives (seq = index of the
+ * request, index = position in that request's output). Returning false cancels that
+ * request: the kernel ends it at its next step and no further token of it is delivered. */
+typedef bool (*mk_gpu_token_fn)(void *ctx, int seq, int index, int32_t token);
+
+struct mk_gpu_stats {
+    int steps;              /* decode steps the kernel ran (prompt steps included) */
+    double kernel_ms;       /* launch to completion, host clock */
+    double first_token_ms;  /* launch to the first generated token seen by the host */
+    double last_token_ms;   /* launch to the last generated token seen by the host */
+    int tokens;             /* generated tokens, all sequences */
+};
+
+/* Run n (1 <= n <= plan batch) requests in ONE cooperative launch; tokens stream to
+ * on_token (may be NULL) while the kernel runs; out_tokens (may be NULL) receives, per
+ * request, max_new slots and out_counts[i] the number generated. A wait that exceeds the
+ * bound ends the launch with MK_ERR_TIMEOUT and a message naming the SM, task, op,
+ * layer, step, event, expected and seen counts. The device state stays usable. */
+enum mk_status mk_gpu_generate(struct mk_gpu *g, const struct mk_gpu_request *req, int n,
+                               mk_gpu_token_fn on_token, void *ctx, int32_t **out_tokens,
+                               int *out_counts, struct mk_gpu_stats *stats);
+
+/* ---- the engine's GPU backend ------------------------------------------------------- */
+
+struct mk_backend; /* mk/engine.h */
+
+/* A backend (mk/engine.h) running requests in the megakernel: a plan compiled for
+ * max_batch sequences of max_ctx positions and the device state of `m` (which must
+ * outlive it). Fewer requests than max_batch run as inactive padding rows. Greedy only:
+ * a request with temperature > 0 or top_logprobs > 0 is refused (MK_ERR_UNSUPPORTED);
+ * tokens carry logprob 0. Errors as mk_gpu_open and mk_plan_compile. */
+enum mk_status mk_backend_gpu_new(const struct mk_model *m, int max_batch, int max_ctx,
+                                  struct mk_backend **out);
+
+/* ---- testing hooks: one task alone, state in and out --------------------------------- */
+
+/* Copy the activation arena (plan->arena_bytes) / KV cache (plan->kv_bytes) out or in. */
+enum mk_status mk_gpu_arena_read(struct mk_gpu *g, void *dst);
+enum mk_status mk_gpu_arena_write(struct mk_gpu *g, const void *src);
+enum mk_status mk_gpu_kv_read(struct mk_gpu *g, void *dst);
+enum mk_status mk_gpu_kv_write(struct mk_gpu *g, const void *src);
+/* Set the per-sequence arrays tokens[B], pos[B] (active = 1 for all). */
+enum mk_status mk_gpu_set_seq_state(struct mk_gpu *g, const int32_t *tokens, const int32_t *pos);
+/* Run task `task` of the plan alone on one CTA (no waits, no signals) at `step`. */
+enum mk_status mk_gpu_run_task(struct mk_gpu *g, uint32_t task, int step);
+
+/* Streaming-read ceiling with the GEMV's load style: read `bytes` (rounded down to 16)
+ * `reps` times with one CTA per SM (and with 4 per SM), median GB/s of each. */
+enum mk_status mk_gpu_stream_bench(uint64_t bytes, int reps, double *gbps_1cta,
+                                   double *gbps_4cta);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,179 @@
+/* The persistent megakernel: one CTA per SM runs its program (the plan's ordered task
+ * list) once per decode step, step after step, inside one cooperative launch.
+ *
+ * Per task: ask L2 for the NEXT task's weights (cp.async.bulk.prefetch, before this
+ * task's events are awaited, so weight streaming overlaps the dependency wait), wait on
+ * the task's events (kernels/sync.cuh), run the body, signal. The batch size is a
+ * template bucket NB in {1, 2, 4, 8, 16} (rows b >= B are zero in shared memory and never
+ * stored). Also here: a one-task kernel for the per-op tests and a streaming-read kernel
+ * that measures the load style's bandwidth ceiling. Host entry points are extern "C". */
+#include "tasks/attention.cuh"
+#include "tasks/linear.cuh"
+#include "tasks/token.cuh"
+
+#include <cuda_runtime.h>
+
+/* Per-task cap of the L2 prefetch: 132 SMs x two tasks stay well inside the 50 MB L2. */
+enum { MK_PREFETCH_CAP = 96 * 1024 };
+
+/* Prefetch rows [r0, r1) x cols [k0, k1) of weight w (bf16, row-major) into L2. */
+__device__ void mk_prefetch_rows(const struct mk_gpu_args &a, uint32_t w, uint32_t r0,
+                                 uint32_t r1, uint32_t k0, uint32_t k1)
+{
+    if (w == MK_NONE || r1 <= r0 || k1 <= k0) return;
+    const uint16_t *W = mk_weight(a, w);
+    uint32_t cols = a.w_cols[w];
+    if (k0 == 0 && k1 == cols) {
+        uint64_t bytes = (uint64_t)(r1 - r0) * cols * 2;
+        bytes = min(bytes, (uint64_t)MK_PREFETCH_CAP) & ~(uint64_t)15;
+        if (threadIdx.x == 0 && bytes) mk_prefetch_l2(W + (size_t)r0 * cols, (uint32_t)bytes);
+        return;
+    }
+    uint32_t row_bytes = ((k1 - k0) * 2) & ~15u;
+    uint32_t nrows = min(r1 - r0, MK_PREFETCH_CAP / max(row_bytes, 1u));
+    for (uint32_t i = threadIdx.x; i < nrows && row_bytes; i += blockDim.x)
+        mk_prefetch_l2(W + (size_t)(r0 + i) * cols + k0, row_bytes);
+}
+
+__device__ void mk_prefetch_task(const struct mk_gpu_args &a, const struct mk_task &t)
+{
+    switch (t.op) {
+    case MK_TASK_NORM_LINEAR:
+    case MK_TASK_LINEAR_RESIDUAL:
+        mk_prefetch_rows(a, t.w1, t.r0, t.r1, t.k0, t.k1);
+        break;
+    case MK_TASK_NORM_GATE_UP:
+        mk_prefetch_rows(a, t.w1, t.r0, t.r1, t.k0, t.k1);
+        mk_prefetch_rows(a, t.w2, t.r0, t.r1, t.k0, t.k1);
+        break;
+    case MK_TASK_LOGITS:
+        mk_prefetch_rows(a, t.w1, t.r0, t.r1, 0, a.w_cols[t.w1]);
+        break;
+    default:
+        break;
+    }
+}
+
+template <int NB>
+__device__ void mk_run_task(const struct mk_gpu_args &a, const struct mk_task &t, int step,
+                            char *smem)
+{
+    switch (t.op) {
+    case MK_TASK_EMBED: mk_task_embed(a, t); break;
+    case MK_TASK_NORM_LINEAR: mk_task_norm_linear<NB>(a, t, smem); break;
+    case MK_TASK_LINEAR_RESIDUAL: mk_task_linear_residual<NB>(a, t, smem); break;
+    case MK_TASK_NORM_GATE_UP: mk_task_norm_gate_up<NB>(a, t, smem); break;
+    case MK_TASK_QK_ROPE_KV: mk_task_qk_rope_kv(a, t, smem); break;
+    case MK_TASK_ATTN_PARTIAL: mk_task_attn_partial(a, t, smem); break;
+    case MK_TASK_ATTN_MERGE: mk_task_attn_merge(a, t); break;
+    case MK_TASK_LOGITS: mk_task_logits<NB>(a, t, smem); break;
+    case MK_TASK_SAMPLE: mk_task_sample(a, t, step); break;
+    default: break; /* NOP */
+    }
+}
+
+template <int NB>
+__global__ void __launch_bounds__(MK_GPU_THREADS, 1)
+mk_megakernel(const __grid_constant__ struct mk_gpu_args a)
+{
+    extern __shared__ __align__(16) char smem[];
+    struct mk_smem_misc *m = mk_misc(smem);
+    if (a.single_task != MK_NONE) { /* the per-op tests: one task, one CTA */
+        const struct mk_task t = a.tasks[a.single_task];
+        mk_run_task<NB>(a, t, a.single_step, smem);
+        return;
+    }
+    const uint32_t p0 = a.prog_start[blockIdx.x], p1 = a.prog_start[blockIdx.x + 1];
+    if (p0 < p1) mk_prefetch_task(a, a.tasks[a.prog_tasks[p0]]);
+    for (int step = 0; step < a.max_steps; step++) {
+        if (threadIdx.x == 0)
+            m->flag = mk_ld_acquire_s32(a.last_step) < step || mk_ld_acquire(a.abort_flag);
+        __syncthreads();
+        int stop = m->flag;
+        __syncthreads();
+        if (stop) return;
+        for (uint32_t i = p0; i < p1; i++) {
+            uint32_t id = a.prog_tasks[i];
+            const struct mk_task t = a.tasks[id];
+            mk_prefetch_task(a, a.tasks[a.prog_tasks[i + 1 < p1 ? i + 1 : p0]]);
+            if (!mk_task_wait(a, t, id, step, &m->flag)) return;
+            mk_run_task<NB>(a, t, step, smem);
+            mk_task_signal(a, t);
+        }
+    }
+}
+
+/* Read `n16` 16-byte words with the GEMV's load style (8 per thread in flight per round);
+ * the xor keeps the loads alive. */
+__global__ void __launch_bounds__(MK_GPU_THREADS, 1)
+mk_stream_kernel(const uint16_t *src, uint64_t n16, uint32_t *sink)
+{
+    enum { U = 8 };
+    uint32_t x = 0;
+    uint64_t stride = (uint64_t)gridDim.x * blockDim.x;
+    uint64_t i = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    for (; i + (U - 1) * stride < n16; i += U * stride) {
+        uint4 v[U];
+#pragma unroll
+        for (int u = 0; u < U; u++) v[u] = mk_wload16(src + (i + u * stride) * 8);
+#pragma unroll
+        for (int u = 0; u < U; u++) x ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
+    }
+    for (; i < n16; i += stride) {
+        uint4 v = mk_wload16(src + i * 8);
+        x ^= v.x ^ v.y ^ v.z ^ v.w;
+    }
+    if (x == 0x9e3779b9u) sink[0] = x;
+}
+
+typedef void (*mk_kernel_fn)(struct mk_gpu_args);
+
+static mk_kernel_fn mk_pick(int batch)
+{
+    if (batch <= 1) return mk_megakernel<1>;
+    if (batch <= 2) return mk_megakernel<2>;
+    if (batch <= 4) return mk_megakernel<4>;
+    if (batch <= 8) return mk_megakernel<8>;
+    return mk_megakernel<16>;
+}
+
+extern "C" int mk_kernel_bucket(int batch)
+{
+    return batch <= 1 ? 1 : batch <= 2 ? 2 : batch <= 4 ? 4 : batch <= 8 ? 8 : 16;
+}
+
+/* Raise the dynamic shared-memory limit of the kernel of this batch bucket and report
+ * how many of its CTAs fit on one SM. */
+extern "C" cudaError_t mk_kernel_prepare(int batch, int smem_bytes, int *blocks_per_sm)
+{
+    cudaError_t e = cudaFuncSetAttribute((const void *)mk_pick(batch),
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes);
+    if (e != cudaSuccess) return e;
+    return cudaOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_sm, (const void *)mk_pick(batch),
+                                                         MK_GPU_THREADS, (size_t)smem_bytes);
+}
+
+extern "C" cudaError_t mk_kernel_launch(const struct mk_gpu_args *a, int grid, cudaStream_t s)
+{
+    struct mk_gpu_args copy = *a;
+    void *params[] = {&copy};
+    return cudaLaunchCooperativeKernel((const void *)mk_pick(a->batch), dim3(grid),
+                                       dim3(MK_GPU_THREADS), params, (size_t)a->smem_bytes, s);
+}
+
+extern "C" cudaError_t mk_kernel_launch_task(const struct mk_gpu_args *a, uint32_t task, int step,
+                                             cudaStream_t s)
+{
+    struct mk_gpu_args one = *a;
+    one.single_task = task;
+    one.single_step = step;
+    mk_pick(a->batch)<<<1, MK_GPU_THREADS, (size_t)a->smem_bytes, s>>>(one);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t mk_kernel_stream(const void *src, uint64_t bytes, uint32_t *sink, int grid,
+                                        cudaStream_t s)
+{
+    mk_stream_kernel<<<grid, MK_GPU_THREADS, 0, s>>>((const uint16_t *)src, bytes / 16, sink);
+    return cudaGetLastError();
+}

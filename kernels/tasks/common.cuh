@@ -1,0 +1,154 @@
+/* Helpers every task body uses: buffer and weight addressing, activation reads that sum
+ * K-split partials, bf16 unpacking, fixed-order block reductions, the shared-memory map.
+ *
+ * Shared memory of a CTA (dynamic, a.smem_bytes):
+ *   [0, MK_SMEM_MISC)   struct mk_smem_misc: wait flag, per-row norms, reduction scratch
+ *   [MK_SMEM_MISC, end) the task's work area (activation chunk, results, attention tiles)
+ *
+ * Activation buffers are fp32 row-major [B, N]. A buffer written by a K-split linear holds
+ * P = bytes / (B * N * 4) partials one after the other ([P][B][N]); every reader sums
+ * them in order p = 0..P-1 (a fixed order: bit-identical reruns). */
+#ifndef MK_TASK_COMMON_CUH
+#define MK_TASK_COMMON_CUH
+
+#include "sync.cuh"
+
+#include <cuda_bf16.h>
+#include <math_constants.h>
+
+enum { MK_SMEM_MISC = 4096, MK_WARPS = MK_GPU_THREADS / 32 };
+
+struct mk_smem_misc {
+    int flag;
+    int pad[3];
+    float rstd[MK_GPU_MAX_BATCH];
+    float red[MK_WARPS * MK_GPU_MAX_BATCH];
+    float vmax[MK_WARPS * MK_GPU_MAX_BATCH];
+    int imax[MK_WARPS * MK_GPU_MAX_BATCH];
+};
+static_assert(sizeof(struct mk_smem_misc) <= MK_SMEM_MISC, "misc area too small");
+
+/* An activation operand: base pointer, row width N, batch B, P partials. */
+struct mk_act {
+    const float *p;
+    uint32_t n;
+    uint32_t parts;
+    uint32_t batch;
+};
+
+__device__ __forceinline__ struct mk_act mk_act_of(const struct mk_gpu_args &a, uint32_t buf,
+                                                   uint32_t n)
+{
+    struct mk_act x;
+    x.p = reinterpret_cast<const float *>(a.arena + a.buf_off[buf]);
+    x.n = n;
+    x.batch = (uint32_t)a.batch;
+    uint64_t one = (uint64_t)a.batch * n * 4u;
+    uint64_t parts = one ? a.buf_bytes[buf] / one : 1;
+    x.parts = parts ? (uint32_t)parts : 1u;
+    return x;
+}
+
+/* Element (b, k) of an activation, partials summed in order. */
+__device__ __forceinline__ float mk_act_get(const struct mk_act &x, uint32_t b, uint32_t k)
+{
+    const float *p = x.p + (size_t)b * x.n + k;
+    float v = mk_ld_act(p);
+    for (uint32_t i = 1; i < x.parts; i++) v += mk_ld_act(p + (size_t)i * x.batch * x.n);
+    return v;
+}
+
+__device__ __forceinline__ float *mk_buf(const struct mk_gpu_args &a, uint32_t buf)
+{
+    return reinterpret_cast<float *>(a.arena + a.buf_off[buf]);
+}
+
+__device__ __forceinline__ const uint16_t *mk_weight(const struct mk_gpu_args &a, uint32_t w)
+{
+    return reinterpret_cast<const uint16_t *>(a.weights + a.w_off[w]);
+}
+
+__device__ __forceinline__ float mk_bf16f(uint16_t v)
+{
+    return __uint_as_float((uint32_t)v << 16);
+}
+
+/* Weight element through the non-coherent path (weights never change in a launch). */
+__device__ __forceinline__ float mk_wget(const uint16_t *w, size_t i)
+{
+    return mk_bf16f(__ldg(w + i));
+}
+
+/* 16 bytes (8 bf16) of weights, streamed: not kept in L1. */
+__device__ __forceinline__ uint4 mk_wload16(const uint16_t *p)
+{
+    uint4 v;
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+    return v;
+}
+
+/* Ask the copy engine to bring [p, p + bytes) into L2 (bytes a multiple of 16). */
+__device__ __forceinline__ void mk_prefetch_l2(const void *p, uint32_t bytes)
+{
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" :: "l"(p), "r"(bytes) : "memory");
+}
+
+__device__ __forceinline__ float mk_warp_sum(float v)
+{
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float mk_warp_max(float v)
+{
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+__device__ __forceinline__ struct mk_smem_misc *mk_misc(char *smem)
+{
+    return reinterpret_cast<struct mk_smem_misc *>(smem);
+}
+
+/* rstd[b] = 1 / sqrt(mean_k x[b, k]^2 + eps) for b < B, over the whole row (n elements),
+ * into misc->rstd. Fixed order: per-thread strided sums, warp tree, warps in order. */
+template <int NB>
+__device__ void mk_block_rstd(const struct mk_act &x, uint32_t n, float eps,
+                              struct mk_smem_misc *m)
+{
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    float ss[NB];
+#pragma unroll
+    for (int b = 0; b < NB; b++) ss[b] = 0.0f;
+    for (uint32_t k = threadIdx.x; k < n; k += blockDim.x)
+#pragma unroll
+        for (int b = 0; b < NB; b++)
+            if (b < (int)x.batch) {
+                float v = mk_act_get(x, b, k);
+                ss[b] += v * v;
+            }
+#pragma unroll
+    for (int b = 0; b < NB; b++) {
+        float s = mk_warp_sum(ss[b]);
+        if (lane == 0) m->red[warp * NB + b] = s;
+    }
+    __syncthreads();
+    if (threadIdx.x < NB) {
+        float s = 0.0f;
+        for (int w = 0; w < (int)(blockDim.x / 32); w++) s += m->red[w * NB + threadIdx.x];
+        m->rstd[threadIdx.x] = rsqrtf(s / (float)n + eps);
+    }
+    __syncthreads();
+}
+
+/* Byte offset of the KV cache entry (layer, K|V, b, h, pos): mk_plan_kv_offset(). */
+__device__ __forceinline__ size_t mk_kv_index(const struct mk_gpu_args &a, int layer, int which,
+                                              int b, int h, int pos)
+{
+    size_t D = (size_t)a.cfg.head_dim, T = (size_t)a.max_ctx;
+    size_t Hk = (size_t)a.cfg.n_kv_heads, B = (size_t)a.batch;
+    return (((((size_t)layer * 2 + which) * B + b) * Hk + h) * T + pos) * D;
+}
+
+#endif
