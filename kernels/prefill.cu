@@ -78,12 +78,15 @@ __global__ void pf_rmsnorm(const float *x, int H, const int32_t *rows, const uin
     for (int i = threadIdx.x; i < H; i += blockDim.x) o[i] = pf_tobf(pf_bf(w[i]) * (xr[i] * inv));
 }
 
-__global__ void pf_silu_mul(const float *gate, const float *up, size_t n, uint16_t *h)
+/* h[t][i] = bf16(silu(gate[t * stride + i]) * up[t * stride + i]), h is [T][I]. */
+__global__ void pf_silu_mul(const float *gate, const float *up, int stride, int I, size_t n,
+                            uint16_t *h)
 {
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
-         i += (size_t)gridDim.x * blockDim.x) {
-        float g = gate[i];
-        h[i] = pf_tobf(g / (1.0f + expf(-g)) * up[i]);
+    for (size_t k = (size_t)blockIdx.x * blockDim.x + threadIdx.x; k < n;
+         k += (size_t)gridDim.x * blockDim.x) {
+        size_t t = k / (size_t)I, i = k - t * (size_t)I, at = t * (size_t)stride + i;
+        float g = gate[at];
+        h[k] = pf_tobf(g / (1.0f + expf(-g)) * up[at]);
     }
 }
 
@@ -278,19 +281,213 @@ pf_attention(struct mk_pf_shape s, int layer, const uint16_t *q, const uint16_t 
     }
 }
 
+/* ---- causal GQA attention on tensor cores (head_dim 64 or 128) ------------------------ */
+
+/* Flash-attention (v2) tiling with mma.sync m16n8k16 (bf16 in, fp32 accumulate): a block
+ * = (work item of PF_TC_BQ queries, query head), 4 warps of 16 query rows each. Q, then
+ * each tile of PF_TC_BK keys and values, sit in shared memory as bf16 rows padded by 8
+ * elements (fragment loads hit 8 distinct 4-bank groups). S = Q K^T and O += P V run on
+ * the tensor cores; P is the fp32 softmax numerator rounded to bf16 (the register
+ * fragments of S are reused as the A operand of P V); V's B fragments come from
+ * ldmatrix.trans. Fragment layouts (PTX ISA, m16n8k16): thread lane = 4 gr + tig holds
+ * rows gr and gr + 8, columns 2 tig, 2 tig + 1 (and + 8). */
+enum { PF_TC_BQ = 64, PF_TC_BK = 64, PF_TC_THREADS = 128 };
+
+__device__ __forceinline__ void pf_mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t pf_pack(float lo, float hi)
+{
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t *>(&v);
+}
+
+__device__ __forceinline__ uint32_t pf_u32(const uint16_t *p)
+{
+    return *reinterpret_cast<const uint32_t *>(p);
+}
+
+__device__ __forceinline__ float pf_quad_max(float v)
+{
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+    return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+
+__device__ __forceinline__ float pf_quad_sum(float v)
+{
+    v += __shfl_xor_sync(0xffffffffu, v, 1);
+    return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
+/* Rows [0, n) of a [rows][D] bf16 global tile into shared rows of stride QS (zeros past n). */
+template <int D, int QS>
+__device__ __forceinline__ void pf_tile_load(uint16_t *dst, const uint16_t *src, size_t src_stride,
+                                             int rows, int n)
+{
+    constexpr int CH = D / 8; /* 16-byte chunks per row */
+    for (int i = threadIdx.x; i < rows * CH; i += blockDim.x) {
+        int r = i / CH, c = i - r * CH;
+        uint4 v = make_uint4(0u, 0u, 0u, 0u);
+        if (r < n) v = *reinterpret_cast<const uint4 *>(src + (size_t)r * src_stride + c * 8);
+        *reinterpret_cast<uint4 *>(dst + r * QS + c * 8) = v;
+    }
+}
+
+template <int D>
+__global__ void __launch_bounds__(PF_TC_THREADS)
+pf_attention_tc(struct mk_pf_shape s, int layer, const uint16_t *q, const uint16_t *kv,
+                const struct mk_pf_item *items, const struct mk_pf_seqinfo *seqs, uint16_t *att)
+{
+    constexpr int QS = D + 8, NT = PF_TC_BK / 8, DT = D / 8;
+    extern __shared__ __align__(16) uint16_t pf_tc_smem[];
+    uint16_t *Qs = pf_tc_smem;            /* [PF_TC_BQ][QS] */
+    uint16_t *Ks = Qs + PF_TC_BQ * QS;    /* [PF_TC_BK][QS] */
+    uint16_t *Vs = Ks + PF_TC_BK * QS;    /* [PF_TC_BK][QS] */
+    const int h = blockIdx.y, g = h / (s.n_q / s.n_kv);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gr = lane >> 2, tig = lane & 3;
+    const struct mk_pf_item it = items[blockIdx.x];
+    const struct mk_pf_seqinfo sq = seqs[it.seq];
+    const int t0 = it.t0, nq = min(PF_TC_BQ, sq.n - t0);
+    const float scale = 1.0f / sqrtf((float)D);
+
+    pf_tile_load<D, QS>(Qs, q + ((size_t)(sq.row0 + t0) * s.n_q + h) * D, (size_t)s.n_q * D,
+                        PF_TC_BQ, nq);
+    const uint16_t *Kc = kv + pf_kv_index(s, layer, 0, sq.slot, g, 0);
+    const uint16_t *Vc = kv + pf_kv_index(s, layer, 1, sq.slot, g, 0);
+    const int p_first = sq.pos0 + t0, k_end = p_first + nq;
+    const int k_begin = s.window > 0 && p_first >= s.window ? p_first - s.window + 1 : 0;
+    __syncthreads();
+
+    const int r0 = warp * 16 + gr; /* this thread's query rows: r0 and r0 + 8 */
+    uint32_t qf[D / 16][4];
+#pragma unroll
+    for (int ks = 0; ks < D / 16; ks++) {
+        const uint16_t *a = Qs + r0 * QS + ks * 16 + tig * 2;
+        qf[ks][0] = pf_u32(a);
+        qf[ks][1] = pf_u32(a + 8 * QS);
+        qf[ks][2] = pf_u32(a + 8);
+        qf[ks][3] = pf_u32(a + 8 * QS + 8);
+    }
+    const int pq[2] = {p_first + r0, p_first + r0 + 8};
+    const bool live[2] = {r0 < nq, r0 + 8 < nq};
+    int lo[2];
+#pragma unroll
+    for (int i = 0; i < 2; i++) lo[i] = s.window > 0 && pq[i] >= s.window ? pq[i] - s.window + 1 : 0;
+    float o[DT][4], m[2] = {-CUDART_INF_F, -CUDART_INF_F}, l[2] = {0.f, 0.f};
+#pragma unroll
+    for (int dt = 0; dt < DT; dt++) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.f;
+    const int warp_last = p_first + min(warp * 16 + 15, nq - 1);
+
+    for (int k0 = k_begin; k0 < k_end; k0 += PF_TC_BK) {
+        __syncthreads(); /* every warp is done with the previous tile */
+        const int nk = min(PF_TC_BK, k_end - k0);
+        pf_tile_load<D, QS>(Ks, Kc + (size_t)k0 * D, D, PF_TC_BK, nk);
+        pf_tile_load<D, QS>(Vs, Vc + (size_t)k0 * D, D, PF_TC_BK, nk);
+        __syncthreads();
+        if (warp * 16 >= nq || k0 > warp_last) continue; /* no visible key for this warp */
+        float sc[NT][4];
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
+#pragma unroll
+        for (int ks = 0; ks < D / 16; ks++)
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++) {
+                const uint16_t *b = Ks + (nt * 8 + gr) * QS + ks * 16 + tig * 2;
+                pf_mma(sc[nt], qf[ks], pf_u32(b), pf_u32(b + 8));
+            }
+        float mx[2] = {-CUDART_INF_F, -CUDART_INF_F};
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int i = e >> 1, key = k0 + nt * 8 + tig * 2 + (e & 1);
+                const bool ok = live[i] && key <= pq[i] && key >= lo[i];
+                sc[nt][e] = ok ? sc[nt][e] * scale : -CUDART_INF_F;
+                mx[i] = fmaxf(mx[i], sc[nt][e]);
+            }
+        float mu[2], alpha[2], ps[2] = {0.f, 0.f};
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            const float mn = fmaxf(m[i], pf_quad_max(mx[i]));
+            mu[i] = mn == -CUDART_INF_F ? 0.f : mn; /* a row with nothing visible yet */
+            alpha[i] = expf(m[i] - mu[i]);           /* 0 while m is -inf */
+            m[i] = mn;
+        }
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const float pr = expf(sc[nt][e] - mu[e >> 1]);
+                ps[e >> 1] += pr;
+                sc[nt][e] = pr;
+            }
+#pragma unroll
+        for (int i = 0; i < 2; i++) l[i] = l[i] * alpha[i] + ps[i];
+#pragma unroll
+        for (int dt = 0; dt < DT; dt++) {
+            o[dt][0] *= alpha[0];
+            o[dt][1] *= alpha[0];
+            o[dt][2] *= alpha[1];
+            o[dt][3] *= alpha[1];
+        }
+#pragma unroll
+        for (int kk = 0; kk < PF_TC_BK / 16; kk++) {
+            const uint32_t pa[4] = {pf_pack(sc[2 * kk][0], sc[2 * kk][1]),
+                                    pf_pack(sc[2 * kk][2], sc[2 * kk][3]),
+                                    pf_pack(sc[2 * kk + 1][0], sc[2 * kk + 1][1]),
+                                    pf_pack(sc[2 * kk + 1][2], sc[2 * kk + 1][3])};
+            /* lanes 0..15 address key rows kk*16 + lane (two 8x8 matrices, transposed) */
+            const uint16_t *vrow = Vs + (kk * 16 + (lane & 15)) * QS;
+#pragma unroll
+            for (int dt = 0; dt < DT; dt++) {
+                uint32_t b0, b1;
+                uint32_t addr = (uint32_t)__cvta_generic_to_shared(vrow + dt * 8);
+                asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];"
+                             : "=r"(b0), "=r"(b1) : "r"(addr));
+                pf_mma(o[dt], pa, b0, b1);
+            }
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        const float li = pf_quad_sum(l[i]);
+        if (!live[i]) continue;
+        const float inv = 1.0f / li;
+        uint16_t *dst = att + ((size_t)(sq.row0 + t0 + r0 + 8 * i) * s.n_q + h) * D + tig * 2;
+#pragma unroll
+        for (int dt = 0; dt < DT; dt++)
+            *reinterpret_cast<uint32_t *>(dst + dt * 8) =
+                pf_pack(o[dt][2 * i] * inv, o[dt][2 * i + 1] * inv);
+    }
+}
+
 /* ---- launchers ------------------------------------------------------------------------ */
 
-extern "C" int mk_pf_attention_tile(void) { return PF_BQ; }
+/* head_dim 64 and 128 (the released models) run on the tensor cores; others (the tiny
+ * test checkpoints, head_dim 256) on the fp32 kernel. */
+static bool pf_tc(int D) { return D == 64 || D == 128; }
+
+extern "C" int mk_pf_attention_tile(int head_dim) { return pf_tc(head_dim) ? (int)PF_TC_BQ : (int)PF_BQ; }
 
 static size_t pf_attention_smem(int D)
 {
+    if (pf_tc(D)) return sizeof(uint16_t) * (size_t)(PF_TC_BQ + 2 * PF_TC_BK) * (D + 8);
     return sizeof(float) * ((size_t)PF_BQ * D + (size_t)PF_BK * (D + 1) + (size_t)PF_BK * D);
 }
 
 extern "C" cudaError_t mk_pf_prepare(int head_dim)
 {
-    return cudaFuncSetAttribute(pf_attention, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                (int)pf_attention_smem(head_dim));
+    int smem = (int)pf_attention_smem(head_dim);
+    if (head_dim == 64)
+        return cudaFuncSetAttribute(pf_attention_tc<64>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    if (head_dim == 128)
+        return cudaFuncSetAttribute(pf_attention_tc<128>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    return cudaFuncSetAttribute(pf_attention, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
 }
 
 extern "C" cudaError_t mk_pf_embed(const uint16_t *E, int H, const int32_t *tok, int T,
@@ -307,11 +504,11 @@ extern "C" cudaError_t mk_pf_rmsnorm(const float *x, int H, const int32_t *rows,
     return cudaGetLastError();
 }
 
-extern "C" cudaError_t mk_pf_silu_mul(const float *gate, const float *up, size_t n, uint16_t *h,
-                                      cudaStream_t st)
+extern "C" cudaError_t mk_pf_silu_mul(const float *gate, const float *up, int stride, int T,
+                                      int I, uint16_t *h, cudaStream_t st)
 {
-    size_t blocks = (n + 255) / 256;
-    pf_silu_mul<<<(unsigned)(blocks < 8192 ? blocks : 8192), 256, 0, st>>>(gate, up, n, h);
+    size_t n = (size_t)T * I, blocks = (n + 255) / 256;
+    pf_silu_mul<<<(unsigned)(blocks < 8192 ? blocks : 8192), 256, 0, st>>>(gate, up, stride, I, n, h);
     return cudaGetLastError();
 }
 
@@ -340,7 +537,12 @@ extern "C" cudaError_t mk_pf_attention(const struct mk_pf_shape *s, int layer, c
                                        cudaStream_t st)
 {
     dim3 grid((unsigned)n_items, (unsigned)s->n_q);
-    pf_attention<<<grid, PF_ATT_THREADS, pf_attention_smem(s->head_dim), st>>>(
-        *s, layer, q, kv, items, seqs, att);
+    size_t smem = pf_attention_smem(s->head_dim);
+    if (s->head_dim == 64)
+        pf_attention_tc<64><<<grid, PF_TC_THREADS, smem, st>>>(*s, layer, q, kv, items, seqs, att);
+    else if (s->head_dim == 128)
+        pf_attention_tc<128><<<grid, PF_TC_THREADS, smem, st>>>(*s, layer, q, kv, items, seqs, att);
+    else
+        pf_attention<<<grid, PF_ATT_THREADS, smem, st>>>(*s, layer, q, kv, items, seqs, att);
     return cudaGetLastError();
 }

@@ -31,14 +31,15 @@ struct mk_pf_item {
     int32_t seq, t0;
 };
 
-int mk_pf_attention_tile(void); /* queries per attention block */
+int mk_pf_attention_tile(int head_dim); /* queries per attention block */
 cudaError_t mk_pf_prepare(int head_dim);
 cudaError_t mk_pf_embed(const uint16_t *E, int H, const int32_t *tok, int T, float *x,
                         cudaStream_t st);
 cudaError_t mk_pf_rmsnorm(const float *x, int H, const int32_t *rows, int n, const uint16_t *w,
                           float eps, uint16_t *out, cudaStream_t st);
-cudaError_t mk_pf_silu_mul(const float *gate, const float *up, size_t n, uint16_t *h,
-                           cudaStream_t st);
+/* h [T][I] bf16 from gate and up rows of `stride` floats (fused: stride 2I, up = gate + I) */
+cudaError_t mk_pf_silu_mul(const float *gate, const float *up, int stride, int T, int I,
+                           uint16_t *h, cudaStream_t st);
 cudaError_t mk_pf_argmax(const float *logits, int V, const int32_t *rows, int n, int32_t *next,
                          cudaStream_t st);
 cudaError_t mk_pf_qk_rope_kv(const struct mk_pf_shape *s, int layer, int T, const float *qkv,

@@ -7,13 +7,18 @@
  *   att  = causal GQA attention (q, cache)         kernel
  *   x   += att . Wo^T                              GEMM, beta = 1 (residual in place)
  *   xn   = rmsnorm(x) * post_attention_layernorm   kernel
- *   gate = xn . Wg^T, up = xn . Wu^T               GEMMs
+ *   gate | up = xn . [Wg; Wu]^T                    one GEMM when the plan put up_proj
+ *                                                  right after gate_proj, else two
  *   h    = silu(gate) * up                         kernel, bf16 out
  *   x   += h . Wd^T                                GEMM, beta = 1
  * then the final norm of each sequence's last row (or of all rows), the LM head GEMM and
  * the argmax. GEMMs: cuBLASLt, A = weight bf16 row-major [N, K] (column-major [K, N],
  * transposed), B = activations bf16 [T, K] (column-major [K, T]), C = D = fp32 [T, N];
- * compute fp32. The algorithm of each (N, K, T, beta) is looked up once and cached.
+ * compute fp32. For each (N, K, T, beta) the first call times up to PF_ALGOS of
+ * cuBLASLt's heuristic candidates on the real operands and keeps the fastest (the
+ * heuristic's first choice is often not the fastest for skinny T); the choice is cached.
+ * A beta = 1 GEMM is timed with beta = 0 into the `tune` scratch, so that timing leaves
+ * the residual stream alone.
  *
  * 10 launches per layer; for short prompts the launch gaps are hidden behind the GEMMs,
  * which stream the weights once per call (a 64-token prefill reads as many weight bytes
@@ -28,7 +33,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { PF_GEMM_CACHE = 24, PF_WS_BYTES = 32 << 20, PF_MAX_BATCH = 16 };
+enum { PF_GEMM_CACHE = 24, PF_WS_BYTES = 32 << 20, PF_MAX_BATCH = 16, PF_ALGOS = 8,
+       PF_TUNE_REPS = 3 };
 #define PF_NO_WEIGHT UINT64_MAX
 
 struct pf_layer { /* byte offsets into the weight allocation */
@@ -53,7 +59,7 @@ struct mk_prefill {
     int gemm_next;
     /* device scratch (one allocation, carved) */
     void *scratch;
-    float *x, *qkv, *gate, *up, *logits, *inv_freq;
+    float *x, *qkv, *gu, *tune, *logits, *inv_freq; /* gu: gate | up, [T][2I] or [2][T][I] */
     uint16_t *xn, *q, *att, *h, *xl;
     int32_t *meta, *next;
     /* host staging of the per-call tables (same layout as meta) */
@@ -145,7 +151,7 @@ static enum mk_status alloc_scratch(struct mk_prefill *pf)
     size_t I = (size_t)c->intermediate_size, D = (size_t)c->head_dim;
     size_t QD = (size_t)c->n_heads * D, QKV = QD + 2 * (size_t)c->n_kv_heads * D;
     size_t LR = pf->all_logits ? T : (size_t)pf->batch, V = (size_t)c->vocab_size;
-    size_t sz[] = {T * H * 4, T * QKV * 4, T * I * 4, T * I * 4, LR * V * 4, D / 2 * 4,
+    size_t sz[] = {T * H * 4, T * QKV * 4, T * I * 8, T * H * 4, LR * V * 4, D / 2 * 4,
                    T * H * 2, T * QD * 2, T * QD * 2, T * I * 2, LR * H * 2,
                    META_INTS(T) * 4, T * 4};
     size_t total = 0;
@@ -157,7 +163,7 @@ static enum mk_status alloc_scratch(struct mk_prefill *pf)
                         "failed", total >> 20, pf->max_tokens);
     }
     char *at = pf->scratch;
-    void **ptr[] = {(void **)&pf->x, (void **)&pf->qkv, (void **)&pf->gate, (void **)&pf->up,
+    void **ptr[] = {(void **)&pf->x, (void **)&pf->qkv, (void **)&pf->gu, (void **)&pf->tune,
                     (void **)&pf->logits, (void **)&pf->inv_freq, (void **)&pf->xn,
                     (void **)&pf->q, (void **)&pf->att, (void **)&pf->h, (void **)&pf->xl,
                     (void **)&pf->meta, (void **)&pf->next};
@@ -244,8 +250,72 @@ void mk_prefill_free(struct mk_prefill *pf)
     free(pf);
 }
 
-/* The cached descriptors and algorithm of D[T, N] = X[T, K] . W[N, K]^T (+ D). */
+/* Milliseconds of PF_TUNE_REPS runs of algorithm `al` after one warm-up;
+ * a negative value when cuBLASLt refuses it. */
+static float gemm_time(struct mk_prefill *pf, const struct pf_gemm *g, const cublasLtMatmulAlgo_t *al,
+                       const void *W, const void *X, float *Y, cudaStream_t st, cudaEvent_t ev[2])
+{
+    const float alpha = 1.0f, beta = 0.0f;
+    if (cublasLtMatmul(pf->lt, g->op, &alpha, W, g->a, X, g->b, &beta, Y, g->c, Y, g->c, al,
+                       pf->ws, PF_WS_BYTES, st))
+        return -1.0f;
+    cudaEventRecord(ev[0], st);
+    for (int r = 0; r < PF_TUNE_REPS; r++)
+        cublasLtMatmul(pf->lt, g->op, &alpha, W, g->a, X, g->b, &beta, Y, g->c, Y, g->c, al,
+                       pf->ws, PF_WS_BYTES, st);
+    cudaEventRecord(ev[1], st);
+    float ms = -1.0f;
+    if (cudaEventSynchronize(ev[1]) != cudaSuccess || cudaEventElapsedTime(&ms, ev[0], ev[1]))
+        return -1.0f;
+    return ms;
+}
+
+/* The fastest of the heuristic's candidates for g (timed into Y, beta = 0). */
+static enum mk_status gemm_tune(struct mk_prefill *pf, struct pf_gemm *g, const void *W,
+                                const void *X, float *Y, cudaStream_t st)
+{
+    cublasLtMatmulPreference_t pref = NULL;
+    cublasLtMatmulHeuristicResult_t res[PF_ALGOS];
+    int n_res = 0;
+    uint64_t ws = PF_WS_BYTES;
+    int e = cublasLtMatmulPreferenceCreate(&pref);
+    if (!e) e = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                     &ws, sizeof ws);
+    if (!e) e = cublasLtMatmulAlgoGetHeuristic(pf->lt, g->op, g->a, g->b, g->c, g->c, pref,
+                                               PF_ALGOS, res, &n_res);
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (e || n_res < 1)
+        return mk_error(MK_ERR_CUDA, "prefill: cuBLASLt has no bf16 GEMM for N %d, K %d, T %d "
+                        "(status %d)", g->N, g->K, g->T, e);
+    g->algo = res[0].algo;
+    if (n_res == 1) return MK_OK;
+    cudaEvent_t ev[2];
+    MK_CUDA_CHECK(cudaEventCreate(&ev[0]));
+    if (cudaEventCreate(&ev[1]) != cudaSuccess) {
+        cudaEventDestroy(ev[0]);
+        return mk_error(MK_ERR_CUDA, "prefill: cudaEventCreate failed");
+    }
+    float best = -1.0f;
+    for (int i = 0; i < n_res; i++) {
+        float ms = gemm_time(pf, g, &res[i].algo, W, X, Y, st, ev);
+        if (ms >= 0 && (best < 0 || ms < best)) {
+            best = ms;
+            g->algo = res[i].algo;
+        }
+    }
+    cudaEventDestroy(ev[0]);
+    cudaEventDestroy(ev[1]);
+    cudaGetLastError(); /* a refused candidate leaves no error behind */
+    if (best < 0)
+        return mk_error(MK_ERR_CUDA, "prefill: no cuBLASLt candidate ran for N %d, K %d, T %d",
+                        g->N, g->K, g->T);
+    return MK_OK;
+}
+
+/* The cached descriptors and algorithm of Y[T, N] = X[T, K] . W[N, K]^T (+ Y), tuned on
+ * first use with these operands. */
 static enum mk_status gemm_plan(struct mk_prefill *pf, int N, int K, int T, int beta1,
+                                const void *W, const void *X, float *Y, cudaStream_t st,
                                 struct pf_gemm **out)
 {
     for (int i = 0; i < PF_GEMM_CACHE; i++) {
@@ -261,28 +331,18 @@ static enum mk_status gemm_plan(struct mk_prefill *pf, int N, int K, int T, int 
     *g = (struct pf_gemm){.N = N, .K = K, .T = T, .beta1 = beta1};
     MK_CUBLAS_CHECK(cublasLtMatmulDescCreate(&g->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     cublasOperation_t tr = CUBLAS_OP_T, nt = CUBLAS_OP_N;
-    cublasLtMatmulPreference_t pref = NULL;
-    cublasLtMatmulHeuristicResult_t res;
-    int n_res = 0;
-    uint64_t ws = PF_WS_BYTES;
     int e = cublasLtMatmulDescSetAttribute(g->op, CUBLASLT_MATMUL_DESC_TRANSA, &tr, sizeof tr);
     if (!e) e = cublasLtMatmulDescSetAttribute(g->op, CUBLASLT_MATMUL_DESC_TRANSB, &nt, sizeof nt);
     if (!e) e = cublasLtMatrixLayoutCreate(&g->a, CUDA_R_16BF, (uint64_t)K, (uint64_t)N, K);
     if (!e) e = cublasLtMatrixLayoutCreate(&g->b, CUDA_R_16BF, (uint64_t)K, (uint64_t)T, K);
     if (!e) e = cublasLtMatrixLayoutCreate(&g->c, CUDA_R_32F, (uint64_t)N, (uint64_t)T, N);
     g->used = 1;
-    if (!e) e = cublasLtMatmulPreferenceCreate(&pref);
-    if (!e) e = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                     &ws, sizeof ws);
-    if (!e) e = cublasLtMatmulAlgoGetHeuristic(pf->lt, g->op, g->a, g->b, g->c, g->c, pref, 1,
-                                               &res, &n_res);
-    if (pref) cublasLtMatmulPreferenceDestroy(pref);
-    if (e || n_res < 1) {
+    enum mk_status s = e ? mk_error(MK_ERR_CUDA, "prefill: cuBLASLt descriptors: status %d", e)
+                         : gemm_tune(pf, g, W, X, beta1 ? pf->tune : Y, st);
+    if (s != MK_OK) {
         gemm_release(g);
-        return mk_error(MK_ERR_CUDA, "prefill: cuBLASLt has no bf16 GEMM for N %d, K %d, T %d "
-                        "(status %d)", N, K, T, e);
+        return s;
     }
-    g->algo = res.algo;
     *out = g;
     return MK_OK;
 }
@@ -291,7 +351,7 @@ static enum mk_status gemm(struct mk_prefill *pf, const void *W, int N, int K, c
                            int T, float *Y, int beta1, cudaStream_t st)
 {
     struct pf_gemm *g = NULL;
-    enum mk_status s = gemm_plan(pf, N, K, T, beta1, &g);
+    enum mk_status s = gemm_plan(pf, N, K, T, beta1, W, X, Y, st, &g);
     if (s != MK_OK) return s;
     const float alpha = 1.0f, beta = beta1 ? 1.0f : 0.0f;
     MK_CUBLAS_CHECK(cublasLtMatmul(pf->lt, g->op, &alpha, W, g->a, X, g->b, &beta, Y, g->c, Y,
@@ -303,7 +363,7 @@ static enum mk_status gemm(struct mk_prefill *pf, const void *W, int N, int K, c
 static enum mk_status build_meta(struct mk_prefill *pf, const struct mk_prefill_seq *seqs, int n,
                                  int *T_out, int *n_items)
 {
-    const int Tm = pf->max_tokens, tile = mk_pf_attention_tile();
+    const int Tm = pf->max_tokens, tile = mk_pf_attention_tile(pf->cfg.head_dim);
     int32_t *m = pf->meta_host;
     bool used[PF_MAX_BATCH] = {false};
     int T = 0, items = 0;
@@ -368,9 +428,15 @@ static enum mk_status run_layer(struct mk_prefill *pf, const char *W, uint16_t *
                                   st));
     if ((s = gemm(pf, W + L->o, H, QD, pf->att, T, pf->x, 1, st)) != MK_OK) return s;
     MK_CUDA_CHECK(mk_pf_rmsnorm(pf->x, H, NULL, T, WP(L->mlp_norm), c->rms_norm_eps, pf->xn, st));
-    if ((s = gemm(pf, W + L->gate, I, H, pf->xn, T, pf->gate, 0, st)) != MK_OK) return s;
-    if ((s = gemm(pf, W + L->up, I, H, pf->xn, T, pf->up, 0, st)) != MK_OK) return s;
-    MK_CUDA_CHECK(mk_pf_silu_mul(pf->gate, pf->up, (size_t)T * I, pf->h, st));
+    if (L->up == L->gate + (uint64_t)I * H * 2) { /* [Wg; Wu] is one [2I, H] matrix */
+        if ((s = gemm(pf, W + L->gate, 2 * I, H, pf->xn, T, pf->gu, 0, st)) != MK_OK) return s;
+        MK_CUDA_CHECK(mk_pf_silu_mul(pf->gu, pf->gu + I, 2 * I, T, I, pf->h, st));
+    } else {
+        float *up = pf->gu + (size_t)T * I;
+        if ((s = gemm(pf, W + L->gate, I, H, pf->xn, T, pf->gu, 0, st)) != MK_OK) return s;
+        if ((s = gemm(pf, W + L->up, I, H, pf->xn, T, up, 0, st)) != MK_OK) return s;
+        MK_CUDA_CHECK(mk_pf_silu_mul(pf->gu, up, I, T, I, pf->h, st));
+    }
     return gemm(pf, W + L->down, H, I, pf->h, T, pf->x, 1, st);
 #undef WP
 }
