@@ -43,7 +43,8 @@ class Server:
         setup_ckpt()
         self.log = os.path.join(TMP, f"{name}.stderr")
         self.err = open(self.log, "w+")
-        self.proc = subprocess.Popen([MK, "serve", CKPT, "--port", "0", *map(str, flags)],
+        # the CPU reference everywhere: the GPU backend is greedy-only
+        self.proc = subprocess.Popen([MK, "serve", CKPT, "--port", "0", "--backend", "cpu", *map(str, flags)],
                                      stdout=subprocess.DEVNULL, stderr=self.err)
         self.port = self._port()
         self.statuses = self._wait_ready()

@@ -2,6 +2,7 @@
  * mk/server.h). Listens first (/health answers 503 while the model loads), then loads the
  * model, tokenizer and backend, warms up, and serves until SIGINT or SIGTERM. */
 #include "cli.h"
+#include "mk/runtime.h"
 #include "mk/server.h"
 
 #include <limits.h>
@@ -98,12 +99,19 @@ static int fail(const char *what)
     return MK_EXIT_FAIL;
 }
 
-/* The CPU reference backend. TODO(issue 7): the GPU backend once the runtime provides
- * mk_backend_gpu_new (auto: when mk_gpu_query finds a device). */
+/* The GPU backend when asked for or (auto) when a device is found, else the CPU one. */
 static int make_backend(const struct opts *o, const struct mk_model *m, struct mk_backend **b)
 {
-    if (!strcmp(o->backend, "gpu")) {
-        fprintf(stderr, "mk serve: --backend gpu: the GPU backend is not in this build yet (issue 7)\n");
+    struct mk_gpu_info gi;
+    const bool want_gpu = strcmp(o->backend, "cpu") != 0;
+    if (want_gpu && mk_gpu_query(&gi) == MK_OK) {
+        const int ctx = o->ctx ? (int)o->ctx : DEFAULT_GPU_CTX;
+        if (mk_backend_gpu_new(m, (int)o->batch, ctx < m->cfg.max_position ? ctx : m->cfg.max_position, b) == MK_OK)
+            return MK_EXIT_OK;
+        if (!strcmp(o->backend, "gpu")) return fail("gpu backend: ");
+        fprintf(stderr, "mk serve: gpu backend unavailable (%s); using the CPU reference\n", mk_errmsg());
+    } else if (!strcmp(o->backend, "gpu")) {
+        fprintf(stderr, "mk serve: --backend gpu: %s\n", mk_errmsg());
         return MK_EXIT_NO_GPU;
     }
     return mk_backend_cpu_new(m, b) == MK_OK ? MK_EXIT_OK : fail("");
