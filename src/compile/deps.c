@@ -237,7 +237,9 @@ static enum mk_status walk_init(struct walk *w, struct cstate *c)
     w->stamp_cand = malloc(2 * (size_t)w->n * sizeof *w->stamp_cand);
     w->stamp_mark = malloc(2 * (size_t)w->n * sizeof *w->stamp_mark);
     if (!w->res || !w->bar || !w->recent || !w->kept || !w->stamp_need || !w->stamp_cand ||
-        !w->stamp_mark) return mk_error(MK_ERR_NOMEM, "compile: out of memory");
+        !w->stamp_mark)
+        return mk_error(MK_ERR_NOMEM, "compile: out of memory");
+    for (uint32_t i = 0; i < 2 * w->n; i++) w->stamp_need[i] = w->stamp_cand[i] = w->stamp_mark[i] = -1;
     for (uint32_t r = 0; r < w->n_res; r++) {
         uint32_t size;
         if (r < c->n_buffers) size = c->buffers[r].outer * c->buffers[r].cols;

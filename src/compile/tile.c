@@ -26,7 +26,7 @@
  * every SM streams the same bytes; in the model above more tiles only ever shorten an
  * op, and the smallest real layers, e.g. Qwen3-0.6B's o-proj, still give 8 rows = 32 KiB
  * per task). The embedding gathers B rows: one task per 32 KiB. Attention: each kv head is split over
- * S = min(sm_count / n_kv, max_ctx / 64) position ranges (at least 1) so that the KV
+ * S = min(sm_count / n_kv, max_ctx / 32) position ranges (at least 1) so that the KV
  * stream of long contexts spreads over the SMs; QK_ROPE_KV and ATTN_MERGE are one task
  * per kv head; LOGITS tiles like a linear and owns one argmax partial each; SAMPLE is
  * one task per sequence.
@@ -41,7 +41,7 @@ enum {
     STAGE_MAX = 16384,
     SCRATCH_MAX = 8192,
     MIN_TASK_WEIGHT_BYTES = 32768,
-    MIN_KV_SPLIT_POSITIONS = 64,
+    MIN_KV_SPLIT_POSITIONS = 32,
 };
 static const double FIXED_NS = 500.0;
 static const double L2_SPEEDUP = 4.0;
