@@ -70,8 +70,10 @@ float mk_f16_to_f32(uint16_t v)
 
 int64_t mk_tensor_numel(const struct mk_tensor *t)
 {
-    int64_t n = 1;
-    for (int i = 0; i < t->ndim; i++) n *= t->shape[i]; /* bounded by the parser */
+    int64_t n = 1; /* the parser bounds the product of the non-zero dims by 2^48 */
+    for (int i = 0; i < t->ndim; i++)
+        if (t->shape[i] == 0) return 0;
+    for (int i = 0; i < t->ndim; i++) n *= t->shape[i];
     return n;
 }
 

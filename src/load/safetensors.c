@@ -81,15 +81,21 @@ static enum mk_status parse_shape(const json_t *v, const char *what, struct mk_t
     return MK_OK;
 }
 
-/* nbytes = prod(shape) * dtype size, refusing any intermediate overflow. */
+/* nbytes = prod(shape) * dtype size, refusing any intermediate overflow. The bound is
+ * applied to the product of the non-zero dims too, so that element counts computed
+ * later in any order (mk_tensor_numel) cannot overflow even for an empty tensor. */
 static enum mk_status shape_bytes(const struct mk_tensor *t, const char *what, uint64_t *out)
 {
     uint64_t n = mk_dtype_size(t->dtype);
-    for (int i = 0; i < t->ndim; i++)
-        if (__builtin_mul_overflow(n, (uint64_t)t->shape[i], &n) || n > (uint64_t)MK_ST_OFFSET_MAX)
+    bool empty = false;
+    for (int i = 0; i < t->ndim; i++) {
+        empty |= t->shape[i] == 0;
+        uint64_t d = t->shape[i] ? (uint64_t)t->shape[i] : 1;
+        if (__builtin_mul_overflow(n, d, &n) || n > (uint64_t)MK_ST_OFFSET_MAX)
             return mk_error(MK_ERR_FORMAT, "%s: tensor %s: shape x dtype size overflows 2^48 bytes",
                             what, t->name);
-    *out = n;
+    }
+    *out = empty ? 0 : n;
     return MK_OK;
 }
 

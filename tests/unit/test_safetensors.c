@@ -89,7 +89,11 @@ static void test_valid_edge_cases(void)
                      2, &t, &n));
     CHECK(n == 3);
     if (n == 3) CHECK(t[1].ndim == 0 && mk_tensor_numel(&t[1]) == 1);
+    if (n == 3) CHECK(mk_tensor_numel(&t[2]) == 0 && t[2].nbytes == 0);
     mk_safetensors_free_tensors(t, n);
+    /* empty, but the other dims multiply past 2^48: refused like any oversized shape */
+    expect_error("{\"e\":{\"dtype\":\"F16\",\"shape\":[16777216,16777216,0],\"data_offsets\":[0,0]}}",
+                 0, MK_ERR_FORMAT, "tensor e: shape x dtype size overflows 2^48 bytes");
 }
 
 static void test_header_length_rules(void)
