@@ -323,6 +323,18 @@ def bad_input_is_refused():
         check(r.returncode == code, f"{args}: exit {r.returncode}, want {code}: {r.stderr}")
         check(text in r.stderr, f"{args}: {text!r} not in {r.stderr!r}")
     check(not os.path.exists(os.path.join(d, "config.json")), "a failed run left a config.json")
+    # A refused run leaves an earlier checkpoint as it was; --config may name DIR's own.
+    synth(d, "--arch", "mistral", "--preset", "tiny")
+    before = open(os.path.join(d, "model.safetensors"), "rb").read()
+    r = mk("synth", "--out", d, "--arch", "mistral", "--preset", "tiny", "--seed", "9",
+           "--tokenizer", os.path.join(ROOT, TOKENIZERS["qwen3"]))
+    check(r.returncode == 1, r.stderr)
+    check(open(os.path.join(d, "model.safetensors"), "rb").read() == before and
+          os.path.exists(os.path.join(d, "config.json")), "a refused run changed the checkpoint")
+    r = mk("synth", "--out", d, "--config", os.path.join(d, "config.json"), "--seed", "9")
+    check(r.returncode == 0, r.stderr)
+    check_checkpoint(d)
+    check(open(os.path.join(d, "model.safetensors"), "rb").read() != before, "seed 9 not written")
     r = mk("synth", "--arch", "qwen3", "--preset", "tiny")
     check(r.returncode == 2 and "--out" in r.stderr, r.stderr)
 

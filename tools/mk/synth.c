@@ -392,8 +392,9 @@ static enum mk_status make_dirs(const char *dir)
 }
 
 /* Weights of an earlier run in DIR (another shard count) would sit beside the new ones
- * and confuse a loader: remove model.safetensors, model-*-of-*.safetensors and the index. */
-static enum mk_status remove_old_weights(const char *dir)
+ * and confuse a loader: remove model.safetensors, model-*-of-*.safetensors, the index,
+ * and config.json, which is written last and so marks a complete directory. */
+static enum mk_status remove_old_checkpoint(const char *dir)
 {
     DIR *d = opendir(dir);
     if (!d) return mk_error(MK_ERR_IO, "%s: cannot list: %s", dir, strerror(errno));
@@ -405,7 +406,8 @@ static enum mk_status remove_old_weights(const char *dir)
         char tail[32];
         bool shard = sscanf(n, "model-%5u-of-%5u.%31s", &a, &b, tail) == 3 &&
                      !strcmp(tail, "safetensors");
-        if (!shard && strcmp(n, "model.safetensors") && strcmp(n, "model.safetensors.index.json"))
+        if (!shard && strcmp(n, "model.safetensors") && strcmp(n, "model.safetensors.index.json") &&
+            strcmp(n, "config.json"))
             continue;
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", dir, n);
@@ -562,30 +564,31 @@ static json_t *gen_config_json(const struct synth_spec *s)
 }
 
 /* Keys sorted, two-space indent, trailing newline: transformers' to_json_string. Reals
- * with 15 significant digits print the config's decimals as written (1e-06, 0.02). */
-static enum mk_status write_json(const char *dir, const char *name, json_t *v, size_t flags)
+ * with 15 significant digits print the config's decimals as written (1e-06, 0.02).
+ * Takes the reference to v. */
+static enum mk_status json_text(json_t *v, size_t flags, char **out)
 {
-    char *text = json_dumps(v, JSON_INDENT(2) | flags);
+    char *text = v ? json_dumps(v, JSON_INDENT(2) | flags) : NULL;
     json_decref(v);
-    if (!text) return mk_error(MK_ERR_NOMEM, "mk synth: out of memory");
-    size_t n = strlen(text);
-    char *t2 = realloc(text, n + 2);
+    size_t n = text ? strlen(text) : 0;
+    char *t2 = text ? realloc(text, n + 2) : NULL;
     if (!t2) {
         free(text);
         return mk_error(MK_ERR_NOMEM, "mk synth: out of memory");
     }
     memcpy(t2 + n, "\n", 2);
-    enum mk_status s = write_text(dir, name, t2);
-    free(t2);
-    return s;
+    *out = t2;
+    return MK_OK;
 }
 
-static enum mk_status write_config(const struct synth_spec *s, const struct synth_opts *o)
+/* The text of config.json, made before anything in DIR changes (--config may name
+ * DIR/config.json itself). A given config is kept byte for byte unless --dtype changes
+ * its dtype. */
+static enum mk_status config_text(const struct synth_spec *s, const struct synth_opts *o,
+                                  char **out)
 {
     if (!o->config_path)
-        return write_json(o->out_dir, "config.json", config_json(s, o->dtype),
-                          JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
-    /* A given config is kept as written; only its dtype may change. */
+        return json_text(config_json(s, o->dtype), JSON_SORT_KEYS | JSON_REAL_PRECISION(15), out);
     json_error_t err;
     json_t *c = json_load_file(o->config_path, 0, &err);
     if (!c) return mk_error(MK_ERR_FORMAT, "%s: %s", o->config_path, err.text);
@@ -593,12 +596,11 @@ static enum mk_status write_config(const struct synth_spec *s, const struct synt
     json_t *cur = json_object_get(c, key);
     if (json_is_string(cur) && !strcmp(json_string_value(cur), torch_dtype_name(o->dtype))) {
         json_decref(c);
-        char dst[4096];
-        snprintf(dst, sizeof dst, "%s/config.json", o->out_dir);
-        return copy_file(o->config_path, dst);
+        size_t len;
+        return mk_read_file(o->config_path, 1 << 20, out, &len);
     }
     json_object_set_new(c, key, json_string(torch_dtype_name(o->dtype)));
-    return write_json(o->out_dir, "config.json", c, JSON_PRESERVE_ORDER);
+    return json_text(c, JSON_PRESERVE_ORDER, out);
 }
 
 /* ---- tokenizer ------------------------------------------------------------------- */
@@ -630,17 +632,23 @@ static enum mk_status tokenizer_max_id(const char *path, int64_t *out)
     return MK_OK;
 }
 
-static enum mk_status copy_tokenizer(const struct synth_spec *s, const struct synth_opts *o)
+static enum mk_status check_tokenizer(const struct synth_spec *s, const struct synth_opts *o)
 {
-    char src[4096], dst[4096];
+    char src[4096];
     snprintf(src, sizeof src, "%s/tokenizer.json", o->tokenizer_dir);
     int64_t max_id = -1;
     enum mk_status st = tokenizer_max_id(src, &max_id);
-    if (st != MK_OK) return st;
-    if (max_id >= s->vocab)
-        return mk_error(MK_ERR_ARG, "%s: token id %lld does not fit the model: expected "
-                        "ids < vocab_size %d", src, (long long)max_id, s->vocab);
+    if (st == MK_OK && max_id >= s->vocab)
+        st = mk_error(MK_ERR_ARG, "%s: token id %lld does not fit the model: expected ids < "
+                      "vocab_size %d", src, (long long)max_id, s->vocab);
+    return st;
+}
+
+static enum mk_status copy_tokenizer(const struct synth_opts *o)
+{
+    char src[4096], dst[4096];
     const char *files[] = {"tokenizer.json", "tokenizer_config.json"};
+    enum mk_status st = MK_OK;
     for (size_t i = 0; i < 2 && st == MK_OK; i++) {
         snprintf(src, sizeof src, "%s/%s", o->tokenizer_dir, files[i]);
         snprintf(dst, sizeof dst, "%s/%s", o->out_dir, files[i]);
@@ -767,21 +775,27 @@ enum mk_status synth_write(const struct synth_spec *s, const struct synth_opts *
                            uint64_t *out_bytes, int *out_files)
 {
     struct tensor_list l = {0};
+    char *config = NULL, *gen = NULL;
     enum mk_status st;
-    if ((st = make_dirs(o->out_dir)) != MK_OK || (st = remove_old_weights(o->out_dir)) != MK_OK)
-        return st;
-    /* The tokenizer is checked before gigabytes are written. */
-    if (o->tokenizer_dir && (st = copy_tokenizer(s, o)) != MK_OK) return st;
-    if ((st = build_tensors(s, o->dtype, o->seed, &l)) != MK_OK) goto out;
+    /* Everything that can be refused is checked before DIR changes or gigabytes are
+     * written: the tokenizer's ids, the config texts. */
+    if ((st = config_text(s, o, &config)) != MK_OK ||
+        (st = json_text(gen_config_json(s), JSON_SORT_KEYS | JSON_REAL_PRECISION(15), &gen)) != MK_OK ||
+        (st = make_dirs(o->out_dir)) != MK_OK ||
+        (o->tokenizer_dir && (st = check_tokenizer(s, o)) != MK_OK))
+        goto out;
+    /* config.json goes first and comes back last: a directory with one is complete
+     * (scripts/run.sh relies on it). */
+    if ((st = remove_old_checkpoint(o->out_dir)) != MK_OK ||
+        (o->tokenizer_dir && (st = copy_tokenizer(o)) != MK_OK) ||
+        (st = build_tensors(s, o->dtype, o->seed, &l)) != MK_OK)
+        goto out;
     int n_shards = assign_shards(&l, o->shard_bytes);
     for (int k = 0; k < n_shards && st == MK_OK; k++)
         st = write_shard(&l, k, n_shards, o->out_dir, o->threads);
     if (st == MK_OK && n_shards > 1) st = write_index(&l, n_shards, o->out_dir);
-    if (st == MK_OK)
-        st = write_json(o->out_dir, "generation_config.json", gen_config_json(s),
-                        JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
-    /* config.json last: a directory with one is complete (scripts/run.sh relies on it). */
-    if (st == MK_OK) st = write_config(s, o);
+    if (st == MK_OK) st = write_text(o->out_dir, "generation_config.json", gen);
+    if (st == MK_OK) st = write_text(o->out_dir, "config.json", config);
     if (st == MK_OK) {
         uint64_t total = 0;
         for (size_t i = 0; i < l.n; i++) total += tensor_bytes(&l.t[i]);
@@ -790,5 +804,7 @@ enum mk_status synth_write(const struct synth_spec *s, const struct synth_opts *
     }
 out:
     free(l.t);
+    free(config);
+    free(gen);
     return st;
 }
