@@ -605,6 +605,20 @@ def load_generator_runs():
 
 @case
 def servers_exit_cleanly():
+    """SIGTERM: exit 0 and nothing from the sanitizers, one server with a request running
+    and one queued when the signal comes."""
+    s = server("small")
+    cl = s.client(key=KEY)
+    a = cl.completions.create(model=NAME, prompt="A", max_tokens=3000, stream=True, extra_body={"ignore_eos": True})
+    next(iter(a))
+    def queued():
+        try:
+            cl.completions.create(model=NAME, prompt="B", max_tokens=2)
+        except openai.APIConnectionError:
+            pass  # the server stops under it
+
+    threading.Thread(target=queued, daemon=True).start()
+    wait_for(lambda: s.metrics()["mk_queue_depth"] == 1, "B to be queued")
     for name in list(_servers):
         rc, err = _servers.pop(name).stop()
         check(rc == 0, f"{name}: exit {rc}: {err[-3000:]}")
