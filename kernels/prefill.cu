@@ -290,7 +290,10 @@ pf_attention(struct mk_pf_shape s, int layer, const uint16_t *q, const uint16_t 
  * the tensor cores; P is the fp32 softmax numerator rounded to bf16 (the register
  * fragments of S are reused as the A operand of P V); V's B fragments come from
  * ldmatrix.trans. Fragment layouts (PTX ISA, m16n8k16): thread lane = 4 gr + tig holds
- * rows gr and gr + 8, columns 2 tig, 2 tig + 1 (and + 8). */
+ * rows gr and gr + 8, columns 2 tig, 2 tig + 1 (and + 8). K/V tiles are double-buffered:
+ * tile i + 1 streams in (cp.async, zero-filled past the last key) while tile i is used.
+ * Blocks take the work items last first: the late query tiles of a causal prompt have
+ * the most keys, so they start first and the short ones fill the tail. */
 enum { PF_TC_BQ = 64, PF_TC_BK = 64, PF_TC_THREADS = 128 };
 
 __device__ __forceinline__ void pf_mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1)
@@ -338,6 +341,24 @@ __device__ __forceinline__ void pf_tile_load(uint16_t *dst, const uint16_t *src,
     }
 }
 
+/* The same with cp.async (16 bytes each, source size 0 past n: zero fill), not waited. */
+template <int D, int QS>
+__device__ __forceinline__ void pf_tile_load_async(uint16_t *dst, const uint16_t *src, int rows,
+                                                   int n)
+{
+    constexpr int CH = D / 8;
+    for (int i = threadIdx.x; i < rows * CH; i += blockDim.x) {
+        int r = i / CH, c = i - r * CH;
+        const uint16_t *from = src + (size_t)(r < n ? r : 0) * D + c * 8;
+        uint32_t to = (uint32_t)__cvta_generic_to_shared(dst + r * QS + c * 8);
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;"
+                     :: "r"(to), "l"(from), "r"(r < n ? 16 : 0) : "memory");
+    }
+}
+
+__device__ __forceinline__ void pf_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+__device__ __forceinline__ void pf_async_wait1() { asm volatile("cp.async.wait_group 1;" ::: "memory"); }
+
 template <int D>
 __global__ void __launch_bounds__(PF_TC_THREADS)
 pf_attention_tc(struct mk_pf_shape s, int layer, const uint16_t *q, const uint16_t *kv,
@@ -345,12 +366,12 @@ pf_attention_tc(struct mk_pf_shape s, int layer, const uint16_t *q, const uint16
 {
     constexpr int QS = D + 8, NT = PF_TC_BK / 8, DT = D / 8;
     extern __shared__ __align__(16) uint16_t pf_tc_smem[];
+    constexpr int TILE = PF_TC_BK * QS;   /* elements of one K or V tile */
     uint16_t *Qs = pf_tc_smem;            /* [PF_TC_BQ][QS] */
-    uint16_t *Ks = Qs + PF_TC_BQ * QS;    /* [PF_TC_BK][QS] */
-    uint16_t *Vs = Ks + PF_TC_BK * QS;    /* [PF_TC_BK][QS] */
+    uint16_t *KV = Qs + PF_TC_BQ * QS;    /* [2 buffers][K, V][PF_TC_BK][QS] */
     const int h = blockIdx.y, g = h / (s.n_q / s.n_kv);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gr = lane >> 2, tig = lane & 3;
-    const struct mk_pf_item it = items[blockIdx.x];
+    const struct mk_pf_item it = items[gridDim.x - 1 - blockIdx.x];
     const struct mk_pf_seqinfo sq = seqs[it.seq];
     const int t0 = it.t0, nq = min(PF_TC_BQ, sq.n - t0);
     const float scale = 1.0f / sqrtf((float)D);
@@ -383,75 +404,87 @@ pf_attention_tc(struct mk_pf_shape s, int layer, const uint16_t *q, const uint16
     for (int dt = 0; dt < DT; dt++) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.f;
     const int warp_last = p_first + min(warp * 16 + 15, nq - 1);
 
-    for (int k0 = k_begin; k0 < k_end; k0 += PF_TC_BK) {
-        __syncthreads(); /* every warp is done with the previous tile */
-        const int nk = min(PF_TC_BK, k_end - k0);
-        pf_tile_load<D, QS>(Ks, Kc + (size_t)k0 * D, D, PF_TC_BK, nk);
-        pf_tile_load<D, QS>(Vs, Vc + (size_t)k0 * D, D, PF_TC_BK, nk);
-        __syncthreads();
-        if (warp * 16 >= nq || k0 > warp_last) continue; /* no visible key for this warp */
-        float sc[NT][4];
-#pragma unroll
-        for (int nt = 0; nt < NT; nt++) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
-#pragma unroll
-        for (int ks = 0; ks < D / 16; ks++)
-#pragma unroll
-            for (int nt = 0; nt < NT; nt++) {
-                const uint16_t *b = Ks + (nt * 8 + gr) * QS + ks * 16 + tig * 2;
-                pf_mma(sc[nt], qf[ks], pf_u32(b), pf_u32(b + 8));
-            }
-        float mx[2] = {-CUDART_INF_F, -CUDART_INF_F};
-#pragma unroll
-        for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int i = e >> 1, key = k0 + nt * 8 + tig * 2 + (e & 1);
-                const bool ok = live[i] && key <= pq[i] && key >= lo[i];
-                sc[nt][e] = ok ? sc[nt][e] * scale : -CUDART_INF_F;
-                mx[i] = fmaxf(mx[i], sc[nt][e]);
-            }
-        float mu[2], alpha[2], ps[2] = {0.f, 0.f};
-#pragma unroll
-        for (int i = 0; i < 2; i++) {
-            const float mn = fmaxf(m[i], pf_quad_max(mx[i]));
-            mu[i] = mn == -CUDART_INF_F ? 0.f : mn; /* a row with nothing visible yet */
-            alpha[i] = expf(m[i] - mu[i]);           /* 0 while m is -inf */
-            m[i] = mn;
+    pf_tile_load_async<D, QS>(KV, Kc + (size_t)k_begin * D, PF_TC_BK, k_end - k_begin);
+    pf_tile_load_async<D, QS>(KV + TILE, Vc + (size_t)k_begin * D, PF_TC_BK, k_end - k_begin);
+    pf_async_commit();
+    for (int k0 = k_begin, buf = 0; k0 < k_end; k0 += PF_TC_BK, buf ^= 1) {
+        /* the next tile into the other buffer (consumed by the previous iteration, which
+         * ended with a barrier); an empty group at the last tile keeps the count */
+        if (k0 + PF_TC_BK < k_end) {
+            uint16_t *nb = KV + (buf ^ 1) * 2 * TILE;
+            const int k1 = k0 + PF_TC_BK;
+            pf_tile_load_async<D, QS>(nb, Kc + (size_t)k1 * D, PF_TC_BK, k_end - k1);
+            pf_tile_load_async<D, QS>(nb + TILE, Vc + (size_t)k1 * D, PF_TC_BK, k_end - k1);
         }
+        pf_async_commit();
+        pf_async_wait1(); /* this thread's copies of tile k0 landed */
+        __syncthreads();  /* everyone's did */
+        const uint16_t *Ks = KV + buf * 2 * TILE, *Vs = Ks + TILE;
+        if (warp * 16 < nq && k0 <= warp_last) { /* else no visible key for this warp */
+            float sc[NT][4];
 #pragma unroll
-        for (int nt = 0; nt < NT; nt++)
+            for (int nt = 0; nt < NT; nt++) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const float pr = expf(sc[nt][e] - mu[e >> 1]);
-                ps[e >> 1] += pr;
-                sc[nt][e] = pr;
+            for (int ks = 0; ks < D / 16; ks++)
+#pragma unroll
+                for (int nt = 0; nt < NT; nt++) {
+                    const uint16_t *b = Ks + (nt * 8 + gr) * QS + ks * 16 + tig * 2;
+                    pf_mma(sc[nt], qf[ks], pf_u32(b), pf_u32(b + 8));
+                }
+            float mx[2] = {-CUDART_INF_F, -CUDART_INF_F};
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int i = e >> 1, key = k0 + nt * 8 + tig * 2 + (e & 1);
+                    const bool ok = live[i] && key <= pq[i] && key >= lo[i];
+                    sc[nt][e] = ok ? sc[nt][e] * scale : -CUDART_INF_F;
+                    mx[i] = fmaxf(mx[i], sc[nt][e]);
+                }
+            float mu[2], alpha[2], ps[2] = {0.f, 0.f};
+#pragma unroll
+            for (int i = 0; i < 2; i++) {
+                const float mn = fmaxf(m[i], pf_quad_max(mx[i]));
+                mu[i] = mn == -CUDART_INF_F ? 0.f : mn; /* a row with nothing visible yet */
+                alpha[i] = expf(m[i] - mu[i]);           /* 0 while m is -inf */
+                m[i] = mn;
             }
 #pragma unroll
-        for (int i = 0; i < 2; i++) l[i] = l[i] * alpha[i] + ps[i];
+            for (int nt = 0; nt < NT; nt++)
 #pragma unroll
-        for (int dt = 0; dt < DT; dt++) {
-            o[dt][0] *= alpha[0];
-            o[dt][1] *= alpha[0];
-            o[dt][2] *= alpha[1];
-            o[dt][3] *= alpha[1];
-        }
+                for (int e = 0; e < 4; e++) {
+                    const float pr = expf(sc[nt][e] - mu[e >> 1]);
+                    ps[e >> 1] += pr;
+                    sc[nt][e] = pr;
+                }
 #pragma unroll
-        for (int kk = 0; kk < PF_TC_BK / 16; kk++) {
-            const uint32_t pa[4] = {pf_pack(sc[2 * kk][0], sc[2 * kk][1]),
-                                    pf_pack(sc[2 * kk][2], sc[2 * kk][3]),
-                                    pf_pack(sc[2 * kk + 1][0], sc[2 * kk + 1][1]),
-                                    pf_pack(sc[2 * kk + 1][2], sc[2 * kk + 1][3])};
-            /* lanes 0..15 address key rows kk*16 + lane (two 8x8 matrices, transposed) */
-            const uint16_t *vrow = Vs + (kk * 16 + (lane & 15)) * QS;
+            for (int i = 0; i < 2; i++) l[i] = l[i] * alpha[i] + ps[i];
 #pragma unroll
             for (int dt = 0; dt < DT; dt++) {
-                uint32_t b0, b1;
-                uint32_t addr = (uint32_t)__cvta_generic_to_shared(vrow + dt * 8);
-                asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];"
-                             : "=r"(b0), "=r"(b1) : "r"(addr));
-                pf_mma(o[dt], pa, b0, b1);
+                o[dt][0] *= alpha[0];
+                o[dt][1] *= alpha[0];
+                o[dt][2] *= alpha[1];
+                o[dt][3] *= alpha[1];
+            }
+#pragma unroll
+            for (int kk = 0; kk < PF_TC_BK / 16; kk++) {
+                const uint32_t pa[4] = {pf_pack(sc[2 * kk][0], sc[2 * kk][1]),
+                                        pf_pack(sc[2 * kk][2], sc[2 * kk][3]),
+                                        pf_pack(sc[2 * kk + 1][0], sc[2 * kk + 1][1]),
+                                        pf_pack(sc[2 * kk + 1][2], sc[2 * kk + 1][3])};
+                /* lanes 0..15 address key rows kk*16 + lane (two 8x8 matrices, transposed) */
+                const uint16_t *vrow = Vs + (kk * 16 + (lane & 15)) * QS;
+#pragma unroll
+                for (int dt = 0; dt < DT; dt++) {
+                    uint32_t b0, b1;
+                    uint32_t addr = (uint32_t)__cvta_generic_to_shared(vrow + dt * 8);
+                    asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];"
+                                 : "=r"(b0), "=r"(b1) : "r"(addr));
+                    pf_mma(o[dt], pa, b0, b1);
+                }
             }
         }
+        __syncthreads(); /* every warp is done with this buffer before it is refilled */
     }
 #pragma unroll
     for (int i = 0; i < 2; i++) {
@@ -476,7 +509,7 @@ extern "C" int mk_pf_attention_tile(int head_dim) { return pf_tc(head_dim) ? (in
 
 static size_t pf_attention_smem(int D)
 {
-    if (pf_tc(D)) return sizeof(uint16_t) * (size_t)(PF_TC_BQ + 2 * PF_TC_BK) * (D + 8);
+    if (pf_tc(D)) return sizeof(uint16_t) * (size_t)(PF_TC_BQ + 4 * PF_TC_BK) * (D + 8);
     return sizeof(float) * ((size_t)PF_BQ * D + (size_t)PF_BK * (D + 1) + (size_t)PF_BK * D);
 }
 

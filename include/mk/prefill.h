@@ -31,7 +31,9 @@ struct mk_prefill; /* scratch + cuBLASLt state for one plan's shapes */
 struct mk_prefill_dev {
     const void *weights;   /* plan->weight_bytes, every plan weight at its offset (bf16) */
     void *kv;              /* plan->kv_bytes, mk_plan_kv_offset layout (bf16) */
-    void *stream;          /* cudaStream_t to run on; NULL: the legacy default stream */
+    void *stream;          /* the caller's cudaStream_t (NULL: the legacy default stream):
+                              the prefill runs on a stream of its own, after the work
+                              queued here, and returns when it is done */
 };
 
 /* One sequence of a prefill batch: tokens[0..n) at positions pos0 .. pos0 + n - 1 of
@@ -60,6 +62,8 @@ void mk_prefill_free(struct mk_prefill *pf); /* NULL is fine */
  *   logits     all_logits == false: [n_seqs][V], the last token of each sequence;
  *              all_logits == true (needs mk_prefill_new(..., true)): [sum n][V], every
  *              token, sequences in order.
+ * A call of the same shape as the one before (token count, sequences, logits rows,
+ * device memory) is captured into a CUDA graph that later calls of that shape replay.
  * Errors: MK_ERR_ARG (n_seqs < 1, a sequence with n < 1, pos0 < 0, a slot outside the
  * batch or used twice, a token outside the vocabulary), MK_ERR_LIMIT (more tokens than
  * max_tokens, pos0 + n past max_ctx), MK_ERR_CUDA. The KV cache positions of the call

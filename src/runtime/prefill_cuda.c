@@ -20,9 +20,13 @@
  * A beta = 1 GEMM is timed with beta = 0 into the `tune` scratch, so that timing leaves
  * the residual stream alone.
  *
- * 10 launches per layer; for short prompts the launch gaps are hidden behind the GEMMs,
- * which stream the weights once per call (a 64-token prefill reads as many weight bytes
- * as one decode step). */
+ * 10 launches per layer (some 400 for an 8B model) run on the prefill's own stream. A call
+ * with the same shape as the call before it (tokens, sequences, attention blocks, logits
+ * rows, device memory) is captured into a CUDA graph, and later calls of that shape
+ * replay it: the per-call tables are copied in before the launch, every kernel reads
+ * them from device memory, so one graph serves any tokens and positions of its shape.
+ * The GEMMs stream the weights once per call: a 64-token prefill reads as many weight
+ * bytes as one decode step. */
 #include "mk/prefill.h"
 #include "runtime/cuda_check.h"
 #include "../kernels/prefill_kernels.cuh"
@@ -33,7 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { PF_GEMM_CACHE = 24, PF_WS_BYTES = 32 << 20, PF_MAX_BATCH = 16, PF_ALGOS = 8,
+enum { PF_GEMM_CACHE = 24, PF_WS_BYTES = 32 << 20, PF_MAX_BATCH = 16, PF_ALGOS = 16,
        PF_TUNE_REPS = 3 };
 #define PF_NO_WEIGHT UINT64_MAX
 
@@ -48,6 +52,13 @@ struct pf_gemm {
     cublasLtMatmulAlgo_t algo;
 };
 
+/* What a captured graph depends on besides the per-call tables. */
+struct pf_key {
+    int T, n_seqs, n_items, all_logits;
+    const void *weights;
+    void *kv;
+};
+
 struct mk_prefill {
     struct mk_config cfg;
     int batch, max_ctx, max_tokens, all_logits;
@@ -57,6 +68,12 @@ struct mk_prefill {
     void *ws;
     struct pf_gemm gemm[PF_GEMM_CACHE];
     int gemm_next;
+    int capturing;          /* 1 while a graph is captured: no GEMM timing */
+    cudaStream_t st;        /* the prefill's stream */
+    cudaEvent_t ev;         /* orders it after the caller's stream */
+    cudaGraphExec_t exec;   /* the graph of shape exec_key, when has_exec */
+    struct pf_key exec_key, last_key;
+    int has_exec, has_last;
     /* device scratch (one allocation, carved) */
     void *scratch;
     float *x, *qkv, *gu, *tune, *logits, *inv_freq; /* gu: gate | up, [T][2I] or [2][T][I] */
@@ -202,6 +219,8 @@ static enum mk_status prefill_init(struct mk_prefill *pf, const struct mk_plan *
                          V, H, false, &pf->lm_head)) != MK_OK)
         return s;
     MK_CUDA_CHECK(mk_pf_prepare(c->head_dim));
+    MK_CUDA_CHECK(cudaStreamCreateWithFlags(&pf->st, cudaStreamNonBlocking));
+    MK_CUDA_CHECK(cudaEventCreateWithFlags(&pf->ev, cudaEventDisableTiming));
     MK_CUBLAS_CHECK(cublasLtCreate(&pf->lt));
     MK_CUDA_CHECK(cudaMalloc(&pf->ws, PF_WS_BYTES));
     return alloc_scratch(pf);
@@ -242,6 +261,9 @@ void mk_prefill_free(struct mk_prefill *pf)
 {
     if (!pf) return;
     for (int i = 0; i < PF_GEMM_CACHE; i++) gemm_release(&pf->gemm[i]);
+    if (pf->has_exec) cudaGraphExecDestroy(pf->exec);
+    if (pf->ev) cudaEventDestroy(pf->ev);
+    if (pf->st) cudaStreamDestroy(pf->st);
     if (pf->lt) cublasLtDestroy(pf->lt);
     cudaFree(pf->ws);
     cudaFree(pf->scratch);
@@ -270,7 +292,8 @@ static float gemm_time(struct mk_prefill *pf, const struct pf_gemm *g, const cub
     return ms;
 }
 
-/* The fastest of the heuristic's candidates for g (timed into Y, beta = 0). */
+/* The fastest of the heuristic's candidates for g (timed into Y, beta = 0); the first
+ * candidate untimed while a graph is being captured. */
 static enum mk_status gemm_tune(struct mk_prefill *pf, struct pf_gemm *g, const void *W,
                                 const void *X, float *Y, cudaStream_t st)
 {
@@ -288,7 +311,7 @@ static enum mk_status gemm_tune(struct mk_prefill *pf, struct pf_gemm *g, const 
         return mk_error(MK_ERR_CUDA, "prefill: cuBLASLt has no bf16 GEMM for N %d, K %d, T %d "
                         "(status %d)", g->N, g->K, g->T, e);
     g->algo = res[0].algo;
-    if (n_res == 1) return MK_OK;
+    if (n_res == 1 || pf->capturing) return MK_OK;
     cudaEvent_t ev[2];
     MK_CUDA_CHECK(cudaEventCreate(&ev[0]));
     if (cudaEventCreate(&ev[1]) != cudaSuccess) {
@@ -441,41 +464,93 @@ static enum mk_status run_layer(struct mk_prefill *pf, const char *W, uint16_t *
 #undef WP
 }
 
-enum mk_status mk_prefill_run(struct mk_prefill *pf, const struct mk_prefill_dev *dev,
-                              const struct mk_prefill_seq *seqs, int n_seqs, bool all_logits,
-                              float *logits, int32_t *next)
+/* Everything of a call after its tables are on the device, up to the argmax, on pf->st. */
+static enum mk_status enqueue(struct mk_prefill *pf, const struct pf_key *k)
 {
-    if (all_logits && !pf->all_logits)
-        return mk_error(MK_ERR_ARG, "prefill: all_logits asked of a prefill made without it");
-    int T = 0, n_items = 0;
-    enum mk_status s = build_meta(pf, seqs, n_seqs, &T, &n_items);
-    if (s != MK_OK) return s;
     const struct mk_config *c = &pf->cfg;
-    const int Tm = pf->max_tokens, H = c->hidden_size, V = c->vocab_size;
-    cudaStream_t st = (cudaStream_t)dev->stream;
-    const char *W = dev->weights;
-    uint16_t *kv = dev->kv;
-    MK_CUDA_CHECK(cudaMemcpyAsync(pf->meta, pf->meta_host, pf->meta_ints * 4,
-                                  cudaMemcpyHostToDevice, st));
+    const int Tm = pf->max_tokens, H = c->hidden_size, V = c->vocab_size, T = k->T;
+    const char *W = k->weights;
+    cudaStream_t st = pf->st;
+    enum mk_status s;
     struct mk_pf_shape sh = {.n_q = c->n_heads, .n_kv = c->n_kv_heads, .head_dim = c->head_dim,
                              .batch = pf->batch, .max_ctx = pf->max_ctx,
                              .window = c->sliding_window, .eps = c->rms_norm_eps};
     MK_CUDA_CHECK(mk_pf_embed((const uint16_t *)(W + pf->embed), H, pf->meta + META_TOK(Tm), T,
                               pf->x, st));
     for (int l = 0; l < c->n_layers; l++)
-        if ((s = run_layer(pf, W, kv, l, T, n_items, &sh, st)) != MK_OK) return s;
+        if ((s = run_layer(pf, W, k->kv, l, T, k->n_items, &sh, st)) != MK_OK) return s;
     /* final norm + LM head over the last row of each sequence (or every row) */
     const int32_t *last = pf->meta + META_LAST(Tm);
-    int rows = all_logits ? T : n_seqs;
-    MK_CUDA_CHECK(mk_pf_rmsnorm(pf->x, H, all_logits ? NULL : last, rows,
+    int rows = k->all_logits ? T : k->n_seqs;
+    MK_CUDA_CHECK(mk_pf_rmsnorm(pf->x, H, k->all_logits ? NULL : last, rows,
                                 (const uint16_t *)(W + pf->final_norm), c->rms_norm_eps, pf->xl, st));
     if ((s = gemm(pf, W + pf->lm_head, V, H, pf->xl, rows, pf->logits, 0, st)) != MK_OK) return s;
-    MK_CUDA_CHECK(mk_pf_argmax(pf->logits, V, all_logits ? last : NULL, n_seqs, pf->next, st));
+    MK_CUDA_CHECK(mk_pf_argmax(pf->logits, V, k->all_logits ? last : NULL, k->n_seqs, pf->next, st));
+    return MK_OK;
+}
+
+/* Capture enqueue() into a graph of shape *k (replacing the one held) and launch it. */
+static enum mk_status capture(struct mk_prefill *pf, const struct pf_key *k)
+{
+    cudaGraph_t graph = NULL;
+    MK_CUDA_CHECK(cudaStreamBeginCapture(pf->st, cudaStreamCaptureModeThreadLocal));
+    pf->capturing = 1;
+    enum mk_status s = enqueue(pf, k);
+    pf->capturing = 0;
+    cudaError_t e = cudaStreamEndCapture(pf->st, &graph);
+    if (s != MK_OK) {
+        if (graph) cudaGraphDestroy(graph);
+        return s;
+    }
+    MK_CUDA_CHECK(e);
+    if (pf->has_exec) cudaGraphExecDestroy(pf->exec);
+    pf->has_exec = 0;
+    e = cudaGraphInstantiate(&pf->exec, graph, 0);
+    cudaGraphDestroy(graph);
+    MK_CUDA_CHECK(e);
+    pf->has_exec = 1;
+    pf->exec_key = *k;
+    MK_CUDA_CHECK(cudaGraphLaunch(pf->exec, pf->st));
+    return MK_OK;
+}
+
+static bool key_eq(const struct pf_key *a, const struct pf_key *b)
+{
+    return a->T == b->T && a->n_seqs == b->n_seqs && a->n_items == b->n_items &&
+           a->all_logits == b->all_logits && a->weights == b->weights && a->kv == b->kv;
+}
+
+enum mk_status mk_prefill_run(struct mk_prefill *pf, const struct mk_prefill_dev *dev,
+                              const struct mk_prefill_seq *seqs, int n_seqs, bool all_logits,
+                              float *logits, int32_t *next)
+{
+    if (all_logits && !pf->all_logits)
+        return mk_error(MK_ERR_ARG, "prefill: all_logits asked of a prefill made without it");
+    struct pf_key k = {.n_seqs = n_seqs, .all_logits = all_logits, .weights = dev->weights,
+                       .kv = dev->kv};
+    enum mk_status s = build_meta(pf, seqs, n_seqs, &k.T, &k.n_items);
+    if (s != MK_OK) return s;
+    MK_CUDA_CHECK(cudaEventRecord(pf->ev, (cudaStream_t)dev->stream));
+    MK_CUDA_CHECK(cudaStreamWaitEvent(pf->st, pf->ev, 0));
+    MK_CUDA_CHECK(cudaMemcpyAsync(pf->meta, pf->meta_host, pf->meta_ints * 4,
+                                  cudaMemcpyHostToDevice, pf->st));
+    if (pf->has_exec && key_eq(&pf->exec_key, &k)) {
+        MK_CUDA_CHECK(cudaGraphLaunch(pf->exec, pf->st));
+    } else if (pf->has_last && key_eq(&pf->last_key, &k)) {
+        s = capture(pf, &k); /* the GEMMs of this shape were tuned by the call before */
+    } else {
+        s = enqueue(pf, &k);
+        pf->last_key = k;
+        pf->has_last = 1;
+    }
+    if (s != MK_OK) return s;
+    size_t rows = all_logits ? (size_t)k.T : (size_t)n_seqs;
     if (next)
-        MK_CUDA_CHECK(cudaMemcpyAsync(next, pf->next, (size_t)n_seqs * 4, cudaMemcpyDeviceToHost, st));
+        MK_CUDA_CHECK(cudaMemcpyAsync(next, pf->next, (size_t)n_seqs * 4, cudaMemcpyDeviceToHost,
+                                      pf->st));
     if (logits)
-        MK_CUDA_CHECK(cudaMemcpyAsync(logits, pf->logits, (size_t)rows * V * 4,
-                                      cudaMemcpyDeviceToHost, st));
-    MK_CUDA_CHECK(cudaStreamSynchronize(st));
+        MK_CUDA_CHECK(cudaMemcpyAsync(logits, pf->logits, rows * (size_t)pf->cfg.vocab_size * 4,
+                                      cudaMemcpyDeviceToHost, pf->st));
+    MK_CUDA_CHECK(cudaStreamSynchronize(pf->st));
     return MK_OK;
 }
