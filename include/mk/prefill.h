@@ -13,6 +13,20 @@
  * GPU runtime (plan->weights layout, QKV as the plan's fused view) and keeps only its
  * scratch (activations of max_tokens tokens, the cuBLASLt workspace and plans).
  * CUDA builds only (the callers are *_cuda.c files).
+ *
+ * Continuing in the megakernel (the hook of src/runtime/gpu_cuda.c, mk_gpu_generate):
+ *   1. mk_gpu_open: mk_prefill_new(plan, T, false, &g->prefill), T = the most prompt
+ *      tokens of one launch (longer prompts: several calls, pos0 = tokens already in).
+ *   2. before the launch: mk_prefill_run with {weights = g->a.weights, kv = g->a.kv,
+ *      stream = g->stream}, one mk_prefill_seq per request {prompt, prompt_len, slot = i,
+ *      pos0 = 0}: K/V of positions [0, prompt_len) are then in the cache and next[i] is
+ *      the first generated token (greedy, the megakernel's tie rule).
+ *   3. the per-sequence state as if the prompt had been fed one token per step:
+ *      tokens[i] = next[i], pos[i] = prompt_len, n_gen[i] = 1, ring_tok[i][0] = next[i]
+ *      and ring_count[i] = 1 (the host delivers it at once), active[i] = 0 when next[i]
+ *      is a stop id, max_new == 1 or prompt_len == max_ctx (n_alive counts the rest);
+ *      seq[i].prompt_len unchanged (SAMPLE then treats every step as generation);
+ *      max_steps = the largest max_new - 1 of the active ones (no launch when 0).
  */
 #ifndef MK_PREFILL_H
 #define MK_PREFILL_H
