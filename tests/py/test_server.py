@@ -404,6 +404,15 @@ def cancel_on_hang_up():
              "the hung-up request to end")
     made = s.metrics()["mk_generation_tokens_total"] - before["mk_generation_tokens_total"]
     check(made < 300, f"the cancelled request went on for {made} tokens")
+    # a whole (non-streaming) answer: the client gives up waiting and closes the socket
+    before = s.metrics()
+    try:
+        s.request("POST", "/v1/completions", {"prompt": "go", "max_tokens": 3000, "ignore_eos": True}, timeout=2)
+        raise AssertionError("a 3000-token answer came within 2 s")
+    except socket.timeout:
+        pass
+    wait_for(lambda: s.metrics()[key] > before[key] and s.metrics()["mk_running_requests"] == 0,
+             "the abandoned request to end")
     t0 = time.time()
     r = s.client().completions.create(model=NAME, prompt="next", max_tokens=2, temperature=0)
     check(r.choices[0].finish_reason in ("length", "stop") and time.time() - t0 < LIVE_S, "next request")
