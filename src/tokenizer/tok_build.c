@@ -340,19 +340,23 @@ static enum mk_status merge_parts(json_t *m, size_t i, char *buf, size_t cap, co
     return mk_error(MK_ERR_FORMAT, "model.merges[%zu]: expected a string or a pair of strings", i);
 }
 
-static enum mk_status vocab_id(json_t *vocab, const char *s, size_t i, const char *what,
-                               int32_t *id)
+/* Id of a vocab token given in its spelled form; looked up in our own hash (jansson's
+ * object lookup dominated load time). */
+static enum mk_status vocab_id(const struct mk_tokenizer *t, const char *s, size_t n, size_t i,
+                               const char *what, int32_t *id)
 {
-    json_t *v = json_object_get(vocab, s);
-    if (!v)
-        return mk_error(MK_ERR_FORMAT, "model.merges[%zu]: %s '%.60s' not in vocab", i, what, s);
-    *id = (int32_t)json_integer_value(v);
+    char raw[2 * MK_TOK_MAX_TOKEN_BYTES + 2];
+    size_t m = mk__tok_unspell(s, n, raw);
+    *id = mk__tok_vocab_find(t, raw, m);
+    if (*id < 0)
+        return mk_error(MK_ERR_FORMAT, "model.merges[%zu]: %s '%.*s' not in vocab", i, what,
+                        (int)(n < 60 ? n : 60), s);
     return MK_OK;
 }
 
 static enum mk_status build_merges(struct mk_tokenizer *t, json_t *model)
 {
-    json_t *vocab = json_object_get(model, "vocab"), *merges = json_object_get(model, "merges");
+    json_t *merges = json_object_get(model, "merges");
     size_t n = json_array_size(merges);
     if (n >= (size_t)INT32_MAX / 4)
         return mk_error(MK_ERR_LIMIT, "model.merges: %zu entries, too many", n);
@@ -366,14 +370,15 @@ static enum mk_status build_merges(struct mk_tokenizer *t, json_t *model)
         const char *a = NULL, *b = NULL;
         int32_t ia = -1, ib = -1, ic = -1;
         enum mk_status s = merge_parts(json_array_get(merges, i), i, buf, sizeof buf, &a, &b);
-        if (s == MK_OK) s = vocab_id(vocab, a, i, "token", &ia);
-        if (s == MK_OK) s = vocab_id(vocab, b, i, "token", &ib);
+        size_t la = s == MK_OK ? strlen(a) : 0, lb = s == MK_OK ? strlen(b) : 0;
+        if (s == MK_OK && la + lb >= sizeof cat)
+            s = mk_error(MK_ERR_LIMIT, "model.merges[%zu]: too long", i);
+        if (s == MK_OK) s = vocab_id(t, a, la, i, "token", &ia);
+        if (s == MK_OK) s = vocab_id(t, b, lb, i, "token", &ib);
         if (s != MK_OK) return s;
-        size_t la = strlen(a), lb = strlen(b);
-        if (la + lb >= sizeof cat) return mk_error(MK_ERR_LIMIT, "model.merges[%zu]: too long", i);
         memcpy(cat, a, la);
         memcpy(cat + la, b, lb + 1);
-        if ((s = vocab_id(vocab, cat, i, "merged token", &ic)) != MK_OK) return s;
+        if ((s = vocab_id(t, cat, la + lb, i, "merged token", &ic)) != MK_OK) return s;
         /* A repeated pair takes the later rank, as HF's HashMap insert does. */
         uint64_t key = merge_key(ia, ib);
         uint32_t h = (uint32_t)mk__tok_hash(&key, 8) & t->merges.mask;

@@ -44,10 +44,16 @@ int mk__tok_char_byte(uint32_t cp)
 {
     if (cp < 256) return byte_is_printable(cp) ? (int)cp : -1;
     if (cp >= 256 + 68) return -1;
-    unsigned k = cp - 256;
-    for (unsigned x = 0; x < 256; x++)
-        if (!byte_is_printable(x) && k-- == 0) return (int)x;
-    return -1;
+    /* the k-th non-printable byte, k = cp - 256: computed once (load is hot on this) */
+    static const uint8_t *table;
+    static uint8_t storage[68];
+    if (!__atomic_load_n(&table, __ATOMIC_ACQUIRE)) {
+        unsigned k = 0;
+        for (unsigned x = 0; x < 256; x++)
+            if (!byte_is_printable(x)) storage[k++] = (uint8_t)x;
+        __atomic_store_n(&table, storage, __ATOMIC_RELEASE);
+    }
+    return table[cp - 256];
 }
 
 /* Longest prefix of s[0..n) that is the start of a valid UTF-8 character (Unicode's

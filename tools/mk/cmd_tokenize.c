@@ -18,7 +18,9 @@ static const char usage[] =
     "  --chat          stdin is a JSON array of {\"role\", \"content\"} messages; prints the\n"
     "                  ids of the rendered prompt with the generation prompt appended\n"
     "  --thinking on|off  Qwen3: off appends an empty <think></think> block (default on)\n"
-    "  --render        with --chat: print the prompt text instead of ids\n";
+    "  --render        with --chat: print the prompt text instead of ids\n"
+    "  --chat --jsonl  each stdin line is one conversation; each output line its ids (or,\n"
+    "                  with --render, the JSON string of its prompt)\n";
 
 struct opts {
     const char *tokenizer, *text;
@@ -49,8 +51,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
         }
     }
     if (!o->tokenizer) return cli_usage_error(argv[0], usage, "--tokenizer is required");
-    if (o->jsonl && (o->chat || o->text))
-        return cli_usage_error(argv[0], usage, "--jsonl reads stdin; it excludes --chat and --text");
+    if (o->jsonl && o->text)
+        return cli_usage_error(argv[0], usage, "--jsonl reads stdin; it excludes --text");
     if (o->render && !o->chat) return cli_usage_error(argv[0], usage, "--render needs --chat");
     if (o->chat && o->text) return cli_usage_error(argv[0], usage, "--chat reads stdin, not --text");
     return MK_EXIT_OK;
@@ -86,7 +88,11 @@ static int fail(const char *what)
     return MK_EXIT_FAIL;
 }
 
-static int run_jsonl(const struct mk_tokenizer *tok, bool special)
+static int run_chat(const struct mk_tokenizer *tok, const struct opts *o, const char *in,
+                    size_t len);
+
+/* One JSON value per stdin line: a string to encode, or with --chat a conversation. */
+static int run_jsonl(const struct mk_tokenizer *tok, const struct opts *o)
 {
     char *line = NULL;
     size_t cap = 0;
@@ -94,6 +100,10 @@ static int run_jsonl(const struct mk_tokenizer *tok, bool special)
     int rc = MK_EXIT_OK;
     struct mk_ids ids = {0};
     for (long lineno = 1; rc == MK_EXIT_OK && (n = getline(&line, &cap, stdin)) > 0; lineno++) {
+        if (o->chat) {
+            rc = run_chat(tok, o, line, (size_t)n);
+            continue;
+        }
         json_error_t err;
         json_t *s = json_loadb(line, (size_t)n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
         if (!json_is_string(s)) {
@@ -102,7 +112,7 @@ static int run_jsonl(const struct mk_tokenizer *tok, bool special)
             rc = MK_EXIT_FAIL;
         } else {
             ids.n = 0;
-            if (mk_tokenizer_encode(tok, json_string_value(s), json_string_length(s), special,
+            if (mk_tokenizer_encode(tok, json_string_value(s), json_string_length(s), o->special,
                                     &ids) != MK_OK) {
                 fprintf(stderr, "mk tokenize: stdin line %ld: %s\n", lineno, mk_errmsg());
                 rc = MK_EXIT_FAIL;
@@ -143,6 +153,20 @@ static int parse_chat(const char *text, size_t len, json_t **root, struct mk_cha
     return MK_EXIT_OK;
 }
 
+/* --render --jsonl prints the prompt as one JSON string line. */
+static void print_text(const char *p, size_t n, bool as_json)
+{
+    if (!as_json) {
+        fwrite(p, 1, n, stdout);
+        return;
+    }
+    json_t *s = json_stringn(p, n);
+    char *dump = s ? json_dumps(s, JSON_ENCODE_ANY) : NULL;
+    printf("%s\n", dump ? dump : "null");
+    free(dump);
+    json_decref(s);
+}
+
 static int run_chat(const struct mk_tokenizer *tok, const struct opts *o, const char *in,
                     size_t len)
 {
@@ -156,7 +180,7 @@ static int run_chat(const struct mk_tokenizer *tok, const struct opts *o, const 
     struct mk_chat_opts co = {.add_generation_prompt = true, .enable_thinking = o->thinking};
     if (rc == MK_EXIT_OK && mk_tokenizer_chat_render(tok, msgs, n, &co, &prompt, &plen) != MK_OK)
         rc = fail("--chat: ");
-    if (rc == MK_EXIT_OK && o->render) fwrite(prompt, 1, plen, stdout);
+    if (rc == MK_EXIT_OK && o->render) print_text(prompt, plen, o->jsonl);
     else if (rc == MK_EXIT_OK && mk_tokenizer_encode(tok, prompt, plen, true, &ids) != MK_OK)
         rc = fail("--chat: ");
     else if (rc == MK_EXIT_OK) print_ids(&ids);
@@ -179,7 +203,7 @@ int mk_cmd_tokenize(int argc, char **argv)
     struct mk_tokenizer *tok;
     if (mk_tokenizer_load(o.tokenizer, &tok) != MK_OK) return fail("");
     if (o.jsonl) {
-        rc = run_jsonl(tok, o.special);
+        rc = run_jsonl(tok, &o);
     } else {
         size_t len = o.text ? strlen(o.text) : 0;
         char *in = o.text ? NULL : read_stdin(&len);
