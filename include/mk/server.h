@@ -51,8 +51,6 @@ struct mk_server_engine {
     const char *backend;    /* "cpu", "gpu": reported by /v1/models and /metrics */
     int max_batch;          /* the backend's: the server runs min(this, opts.max_batch) */
     int ctx;                /* positions per request: prompt + max_tokens <= ctx */
-    bool greedy_only;       /* the backend cannot sample or report logprobs: requests
-                               asking for either get 400; temperature defaults to 0 */
 };
 
 struct mk_server;
@@ -65,8 +63,11 @@ enum mk_status mk_server_start(const struct mk_server_opts *o, struct mk_server 
 /* The port the server listens on (the chosen one when opts.port was 0). */
 int mk_server_port(const struct mk_server *s);
 
-/* Warm the engine up with one short request, start the scheduler thread, and turn
- * /health to 200. Fails (the server stays unready) when the warm-up fails. */
+/* Warm the engine up with one short greedy request, probe with one-token requests whether
+ * the backend samples (temperature > 0) and reports logprobs (MK_ERR_UNSUPPORTED: it does
+ * not; requests asking for that then get 400, and temperature defaults to 0 instead of
+ * 1), start the scheduler thread, and turn /health to 200. Fails (the server stays
+ * unready) when the warm-up or a probe fails otherwise. */
 enum mk_status mk_server_attach(struct mk_server *s, const struct mk_server_engine *eng);
 
 /* Stop: cancel running and queued requests, close connections, join every thread and

@@ -125,7 +125,7 @@ static uint64_t fresh_seed(struct mk_server *s)
 
 static bool parse_sampling(struct mk_server *s, json_t *b, struct mk_sampling *sp, struct srv_err *e)
 {
-    double temp = s->eng.greedy_only ? 0.0 : 1.0, top_p = 1.0;
+    double temp = s->can_sample ? 1.0 : 0.0, top_p = 1.0;
     long long top_k = 0, seed = 0;
     bool have, have_seed;
     if (!get_number(b, "temperature", 0, MAX_TEMPERATURE, false, &temp, &have, e) ||
@@ -133,7 +133,7 @@ static bool parse_sampling(struct mk_server *s, json_t *b, struct mk_sampling *s
         !get_int(b, "top_k", -1, INT32_MAX, &top_k, &have, e) ||
         !get_int(b, "seed", INT64_MIN, INT64_MAX, &seed, &have_seed, e))
         return false;
-    if (s->eng.greedy_only && temp > 0)
+    if (!s->can_sample && temp > 0)
         return srv_fail(e, 400, "temperature",
                         "temperature: the %s backend decodes greedily; expected 0", s->eng.backend);
     *sp = (struct mk_sampling){(float)temp, top_k < 0 ? 0 : (int)top_k, (float)top_p,
@@ -195,7 +195,7 @@ static bool parse_logprobs(const struct mk_server *s, json_t *b, bool chat, stru
         if (have && n > 0 && !want)
             return srv_fail(e, 400, "top_logprobs", "top_logprobs: needs logprobs: true");
     }
-    if (want && s->eng.greedy_only)
+    if (want && !s->can_logprob)
         return srv_fail(e, 400, "logprobs", "logprobs: not available on the %s backend", s->eng.backend);
     j->logprobs = want ? (int)n : -1;
     return true;

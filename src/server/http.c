@@ -331,23 +331,40 @@ static bool warm_token(void *ctx, int req, const struct mk_token *t)
     return true;
 }
 
-/* Run a short request on the engine, on this thread (the scheduler is not running yet). */
-static enum mk_status warm_up(const struct mk_server_engine *eng)
+/* Run one request of `tokens` tokens on the engine, on this thread (the scheduler is not
+ * running yet). */
+static enum mk_status try_request(const struct mk_server_engine *eng, int tokens, float temperature,
+                                  int top_logprobs)
 {
     const int32_t id = mk_tokenizer_bos_id(eng->tok) >= 0 ? mk_tokenizer_bos_id(eng->tok) : 0;
-    const struct mk_request r = {.prompt = &id, .n_prompt = 1, .max_tokens = WARMUP_TOKENS, .ignore_eos = true};
+    const struct mk_request r = {.prompt = &id, .n_prompt = 1, .max_tokens = tokens, .ignore_eos = true,
+                                 .sampling = {.temperature = temperature, .top_p = 1.0f},
+                                 .top_logprobs = top_logprobs};
     enum mk_finish f;
     return mk_engine_generate(eng->engine, &r, 1, warm_token, NULL, &f);
+}
+
+/* Whether the backend can do what a probe asks: MK_ERR_UNSUPPORTED means no. */
+static enum mk_status probe(const struct mk_server_engine *eng, float temperature, int top_logprobs, bool *can)
+{
+    const enum mk_status st = try_request(eng, 1, temperature, top_logprobs);
+    *can = st == MK_OK;
+    return st == MK_ERR_UNSUPPORTED ? MK_OK : st;
 }
 
 enum mk_status mk_server_attach(struct mk_server *s, const struct mk_server_engine *eng)
 {
     if (eng->ctx < 2 || eng->max_batch < 1)
         return mk_error(MK_ERR_ARG, "serve: engine: expected ctx >= 2 and max_batch >= 1");
-    enum mk_status st = warm_up(eng);
+    bool sample = false, logprob = false;
+    enum mk_status st = try_request(eng, WARMUP_TOKENS, 0.0f, 0);
+    if (st == MK_OK) st = probe(eng, 1.0f, 0, &sample);
+    if (st == MK_OK) st = probe(eng, 0.0f, 1, &logprob);
     if (st != MK_OK) return mk_error_prefix(st, "serve: warm-up: ");
     pthread_mutex_lock(&s->mu);
     s->eng = *eng;
+    s->can_sample = sample;
+    s->can_logprob = logprob;
     s->batch = eng->max_batch < s->o.max_batch ? eng->max_batch : s->o.max_batch;
     pthread_mutex_unlock(&s->mu);
     st = srv_sched_start(s);

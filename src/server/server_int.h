@@ -134,6 +134,7 @@ struct mk_server {
     unsigned long long next_id;
     uint64_t seed_state;        /* seeds of requests that give none */
     struct mk_server_engine eng;
+    bool can_sample, can_logprob; /* what the backend does (probed by mk_server_attach) */
     int batch;                  /* min(opts.max_batch, engine max_batch) */
     pthread_t sched;
 

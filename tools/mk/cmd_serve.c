@@ -28,7 +28,8 @@ static const char usage[] =
     "                            model's max_position_embeddings; 4096 on the GPU)\n"
     "  --max-body BYTES          request body cap (default 2097152)\n"
     "  --backend auto|cpu|gpu    auto (default): the GPU when one is found, else the CPU\n"
-    "                            reference; the GPU backend decodes greedily only\n";
+    "                            reference (requests for sampling or logprobs the backend\n"
+    "                            cannot do get 400)\n";
 
 enum { DEFAULT_PORT = 8000, DEFAULT_QUEUE = 256, DEFAULT_GPU_CTX = 4096, DEFAULT_BODY = 2 << 20 };
 static const double DEFAULT_TIMEOUT_S = 600.0;
@@ -132,7 +133,7 @@ static int serve(const struct opts *o, struct mk_server *srv)
         int ctx = b->max_ctx < m->cfg.max_position ? b->max_ctx : m->cfg.max_position;
         if (o->ctx && o->ctx < ctx) ctx = (int)o->ctx;
         se = (struct mk_server_engine){.model = m, .tok = tok, .backend = b->name, .max_batch = b->max_batch,
-                                       .ctx = ctx, .greedy_only = strcmp(b->name, "cpu") != 0};
+                                       .ctx = ctx};
         if (mk_engine_new(m, tok, b, &e) != MK_OK) rc = fail("");
         se.engine = e;
     }
