@@ -1,18 +1,20 @@
 #!/usr/bin/env python3
-"""Load generator for `mk serve` (or any OpenAI-compatible server), after vLLM's
-benchmark_serving: streamed /v1/completions requests with random token-id prompts of
---input-len tokens and exactly --output-len generated tokens (ignore_eos), run at each
+"""Load generator for `mk serve` (or any OpenAI-compatible server, e.g. vLLM), after
+vLLM's benchmark_serving: streamed /v1/completions requests with random token-id prompts
+of --input-len tokens and exactly --output-len generated tokens (ignore_eos), run at each
 concurrency level (default 1, 8, 32). Per request it measures
   TTFT  send -> first chunk with text
   ITL   gaps between text chunks
-  TPOT  (end - first text) / (output tokens - 1)
-  E2E   send -> [DONE]
-and appends one JSON line per concurrency level to --out (p50 / p99 / mean in ms,
-throughput, counts, git commit, host). Standard library only, so it runs on a bare GPU
-machine. Either point it at a running server (--url) or let it start one (--serve DIR).
+  TPOT  (last text - first text) / (output tokens - 1)
+and appends to --out, in bench/results.jsonl's format (see bench/plot.py), one line per
+(concurrency, metric): test "serve-ttft-p50", "serve-ttft-p99", "serve-tpot-p50",
+"serve-tpot-p99", "serve-itl-p50", "serve-itl-p99"; "batch" is the concurrency, "ms" the
+value; extra fields give lengths, counts, throughput and mean. Standard library only, so
+it runs on a bare GPU machine. Point it at a running server (--url) or let it start one
+(--serve DIR), e.g. on the GPU machine:
 
   python3 bench/serve_load.py --serve /tmp/mk-models/qwen3-0.6b --mk build/mk \
-      --concurrency 1,8,32 --input-len 128 --output-len 128 --out bench/results.jsonl
+      --model-label qwen3-0.6b --concurrency 1,8,32 --input-len 128 --output-len 128
 """
 import argparse
 import concurrent.futures as cf
@@ -21,7 +23,6 @@ import json
 import os
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -138,6 +139,34 @@ def git_commit():
         return None
 
 
+def device_name():
+    """The first GPU's name from nvidia-smi, else "cpu"."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=30).stdout.strip()
+        return out.splitlines()[0] if out else "cpu"
+    except (OSError, subprocess.SubprocessError):
+        return "cpu"
+
+
+def records(args, model, backend, c, n, level):
+    """bench/results.jsonl lines of one concurrency level."""
+    base = {"system": args.system, "model": model, "batch": c, "ctx": args.input_len + args.output_len,
+            "device": args.device, "date": time.strftime("%Y-%m-%d", time.gmtime()), "commit": git_commit(),
+            "note": args.note or f"mk serve ({backend}), streamed completions, random prompt ids, ignore_eos",
+            "concurrency": c, "num_prompts": n, "input_len": args.input_len, "output_len": args.output_len,
+            "completed": level["completed"], "failed": level["failed"], "duration_s": level["duration_s"],
+            "request_per_s": level["request_per_s"], "output_tok_per_s": level["output_tok_per_s"]}
+    out = []
+    for metric in ("ttft", "tpot", "itl"):
+        st = level[metric + "_ms"]
+        for p in ("p50", "p99"):
+            if st[p] is not None:
+                out.append({**base, "test": f"serve-{metric}-{p}", "ms": round(st[p], 4), "mean_ms": st["mean"],
+                            "samples": st["n"]})
+    return out
+
+
 def start_server(args):
     """`mk serve DIR --port 0 ...`; returns (process, url)."""
     cmd = [args.mk, "serve", args.serve, "--port", "0", "--max-batch", str(args.max_batch), "--max-queue", "4096",
@@ -186,7 +215,10 @@ def main():
     ap.add_argument("--vocab-hi", type=int, default=30000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=1800, help="per-request socket timeout, s")
-    ap.add_argument("--label", default="", help="free text stored with the results (model, device, ...)")
+    ap.add_argument("--system", default="mk", help='results "system" (e.g. vllm when measuring a peer)')
+    ap.add_argument("--model-label", help='results "model", e.g. qwen3-0.6b (default: the served id)')
+    ap.add_argument("--device", default=None, help='results "device" (default: nvidia-smi\'s name, or cpu)')
+    ap.add_argument("--note", default="")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results.jsonl"))
     args = ap.parse_args()
     levels = [int(x) for x in args.concurrency.split(",") if x]
@@ -203,22 +235,21 @@ def main():
         rng = random.Random(args.seed)
         one_request(t, model, [rng.randrange(args.vocab_lo, args.vocab_hi) for _ in range(args.input_len)],
                     min(args.output_len, 4), args.timeout)  # warm-up, not counted
+        label = args.model_label or model
+        args.device = args.device or device_name()
         for c in levels:
             n = args.num_prompts or max(8, 4 * c)
             prompts = [[rng.randrange(args.vocab_lo, args.vocab_hi) for _ in range(args.input_len)] for _ in range(n)]
-            row = {"bench": "serve", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "url": args.url,
-                   "model": model, "backend": info.get("backend"), "max_model_len": info.get("max_model_len"),
-                   "label": args.label, "host": socket.gethostname(), "git": git_commit(), "concurrency": c,
-                   "num_prompts": n, "input_len": args.input_len, "output_len": args.output_len,
-                   **run_level(t, model, prompts, c, args.output_len, args.timeout)}
+            level = run_level(t, model, prompts, c, args.output_len, args.timeout)
             with open(args.out, "a") as f:
-                f.write(json.dumps(row) + "\n")
-            fmt = lambda s: "-" if s["p50"] is None else f"{s['p50']:.1f}/{s['p99']:.1f}"  # noqa: E731
-            print(f"concurrency {c:3d}: {row['completed']}/{n} ok, TTFT p50/p99 {fmt(row['ttft_ms'])} ms, "
-                  f"TPOT {fmt(row['tpot_ms'])} ms, ITL {fmt(row['itl_ms'])} ms, "
-                  f"{row['output_tok_per_s']:.1f} tok/s", flush=True)
-            if row["failed"]:
-                print(f"  failures: {row['errors']}", file=sys.stderr)
+                for r in records(args, label, info.get("backend", "?"), c, n, level):
+                    f.write(json.dumps(r) + "\n")
+            fmt = lambda st: "-" if st["p50"] is None else f"{st['p50']:.1f}/{st['p99']:.1f}"  # noqa: E731
+            print(f"concurrency {c:3d}: {level['completed']}/{n} ok, TTFT p50/p99 {fmt(level['ttft_ms'])} ms, "
+                  f"TPOT {fmt(level['tpot_ms'])} ms, ITL {fmt(level['itl_ms'])} ms, "
+                  f"{level['output_tok_per_s']:.1f} tok/s", flush=True)
+            if level["failed"]:
+                print(f"  failures: {level['errors']}", file=sys.stderr)
     finally:
         if proc:
             proc.send_signal(signal.SIGTERM)

@@ -607,9 +607,13 @@ def load_generator_runs():
                         "--out", out], capture_output=True, text=True, timeout=4 * LIVE_S)
     check(r.returncode == 0, r.stderr[-2000:])
     rows = [json.loads(line) for line in open(out)]
-    check([row["concurrency"] for row in rows] == [1, 2], f"{rows}")
+    tests = [f"serve-{m}-{p}" for m in ("ttft", "tpot", "itl") for p in ("p50", "p99")]
+    check([(r["batch"], r["test"]) for r in rows] == [(c, t) for c in (1, 2) for t in tests], f"{rows}")
     for row in rows:
-        check(row["completed"] == 2 and row["output_tokens"] == 6 and row["ttft_ms"]["p50"] > 0, f"{row}")
+        check(row["system"] == "mk" and row["model"] == NAME and row["ms"] > 0, f"{row}")
+        check(row["completed"] == 2 and row["failed"] == 0 and row["input_len"] == 8, f"{row}")
+    p50, p99 = rows[0]["ms"], rows[1]["ms"]
+    check(p50 <= p99, f"ttft p50 {p50} > p99 {p99}")
 
 
 @case
