@@ -26,7 +26,8 @@ static const char usage[] =
     "  --top-p P            sample from the smallest set with probability >= P (1 = all)\n"
     "  --seed S             seed of the sampling draws (default 0)\n"
     "  --ignore-eos         do not stop at eos ids: generate exactly N tokens\n"
-    "  --backend cpu|gpu    CPU reference (default) or the GPU megakernel\n"
+    "  --backend cpu|gpu    CPU reference (default) or the GPU megakernel (which reports no\n"
+    "                       log-probs: its JSON steps have logprob null, top [])\n"
     "  --output text|json   streamed text (ids without a tokenizer), or one JSON object:\n"
     "                       {\"prompt_ids\", \"ids\", \"text\", \"finish_reason\", \"steps\":\n"
     "                        [{\"id\", \"logprob\", \"top\": [[id, logprob] x5]}]}\n";
@@ -116,6 +117,7 @@ static double now(void)
 
 struct out {
     bool json, have_tok;
+    bool logprobs;       /* the backend reports log-probabilities (else JSON null) */
     json_t *ids, *steps; /* json: arrays being filled */
     char *text;          /* json: all text so far */
     size_t text_len;
@@ -145,12 +147,12 @@ static bool on_token(void *ctx, int req, const struct mk_token *t)
     for (int k = 0; k < t->n_top; k++)
         json_array_append_new(top, json_pack("[i,f]", t->top_ids[k], (double)t->top_logprobs[k]));
     json_array_append_new(o->ids, json_integer(t->id));
-    json_array_append_new(o->steps, json_pack("{s:i,s:f,s:o}", "id", t->id, "logprob",
-                                              (double)t->logprob, "top", top));
+    json_t *lp = o->logprobs ? json_real(t->logprob) : json_null();
+    json_array_append_new(o->steps, json_pack("{s:i,s:o,s:o}", "id", t->id, "logprob", lp, "top", top));
     return true;
 }
 
-static void print_json(const struct out *o, const struct mk_ids *prompt, enum mk_finish f)
+static bool print_json(const struct out *o, const struct mk_ids *prompt, enum mk_finish f)
 {
     json_t *pids = json_array();
     for (size_t i = 0; i < prompt->n; i++) json_array_append_new(pids, json_integer(prompt->ids[i]));
@@ -161,6 +163,7 @@ static void print_json(const struct out *o, const struct mk_ids *prompt, enum mk
     if (s) puts(s);
     free(s);
     json_decref(root);
+    return s != NULL;
 }
 
 /* ---- main -------------------------------------------------------------------------- */
@@ -185,18 +188,29 @@ static int make_prompt(const struct opts *o, const struct mk_tokenizer *tok, str
     return st == MK_OK ? MK_EXIT_OK : fail("prompt: ");
 }
 
+/* The GPU backend runs one request of up to prompt + n positions. */
+static enum mk_status make_backend(const struct opts *o, const struct mk_model *m,
+                                   const struct mk_ids *prompt, struct mk_backend **b)
+{
+    if (!o->gpu) return mk_backend_cpu_new(m, b);
+    long ctx = (long)prompt->n + o->n_tokens;
+    return mk_backend_gpu_new(m, 1, ctx < m->cfg.max_position ? (int)ctx : m->cfg.max_position, b);
+}
+
 static int run(const struct opts *o, struct mk_engine *e, const struct mk_ids *prompt, bool have_tok)
 {
     struct mk_request r = {
         .prompt = prompt->ids, .n_prompt = (int)prompt->n, .max_tokens = (int)o->n_tokens,
         .sampling = {(float)o->temperature, (int)o->top_k, (float)o->top_p, (uint64_t)o->seed},
-        .ignore_eos = o->ignore_eos, .top_logprobs = o->json ? MK_TOP_MAX : 0,
+        .ignore_eos = o->ignore_eos, .top_logprobs = o->json && !o->gpu ? MK_TOP_MAX : 0,
     };
-    struct out out = {.json = o->json, .have_tok = have_tok, .ids = json_array(), .steps = json_array()};
+    struct out out = {.json = o->json, .have_tok = have_tok, .logprobs = !o->gpu,
+                      .ids = json_array(), .steps = json_array()};
     enum mk_finish finish = MK_FINISH_NONE;
     const double t0 = now();
     enum mk_status st = mk_engine_generate(e, &r, 1, on_token, &out, &finish);
-    if (st == MK_OK && o->json) print_json(&out, prompt, finish);
+    if (st == MK_OK && o->json && !print_json(&out, prompt, finish))
+        st = mk_error(MK_ERR_INTERNAL, "cannot encode the JSON output (out of memory?)");
     if (st == MK_OK && !o->json) putchar('\n');
     if (st == MK_OK && out.n > 0)
         fprintf(stderr, "mk generate: %d tokens (%s); prompt %zu tokens, first token %.3f s; %.1f ms/token after\n",
@@ -223,9 +237,6 @@ int mk_cmd_generate(int argc, char **argv)
             fprintf(stderr, "mk generate: --backend gpu: %s\n", mk_errmsg());
             return MK_EXIT_NO_GPU;
         }
-        fprintf(stderr, "mk generate: --backend gpu: found %s, but the GPU backend is not in this build yet (issue 7)\n",
-                gi.name);
-        return MK_EXIT_NO_GPU;
     }
     struct mk_model *m = NULL;
     struct mk_tokenizer *tok = NULL;
@@ -235,7 +246,7 @@ int mk_cmd_generate(int argc, char **argv)
     if (mk_model_load(o.dir, &m) != MK_OK) rc = fail("");
     if (!rc && has_tokenizer(o.dir) && mk_tokenizer_load(o.dir, &tok) != MK_OK) rc = fail("");
     if (!rc) rc = make_prompt(&o, tok, &prompt);
-    if (!rc && mk_backend_cpu_new(m, &b) != MK_OK) rc = fail("");
+    if (!rc && make_backend(&o, m, &prompt, &b) != MK_OK) rc = fail("");
     if (!rc && mk_engine_new(m, tok, b, &e) != MK_OK) rc = fail("");
     if (!rc) rc = run(&o, e, &prompt, tok != NULL);
     mk_engine_free(e);
