@@ -212,6 +212,7 @@ static int run(const struct opts *o, struct mk_engine *e, const struct mk_ids *p
     if (st == MK_OK && o->json && !print_json(&out, prompt, finish))
         st = mk_error(MK_ERR_INTERNAL, "cannot encode the JSON output (out of memory?)");
     if (st == MK_OK && !o->json) putchar('\n');
+    fflush(stdout); /* before the statistics on stderr */
     if (st == MK_OK && out.n > 0)
         fprintf(stderr, "mk generate: %d tokens (%s); prompt %zu tokens, first token %.3f s; %.1f ms/token after\n",
                 out.n, mk_finish_name(finish), prompt->n, out.t_first - t0,
