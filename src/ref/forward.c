@@ -40,17 +40,25 @@ struct mk_ref {
     float *inv_freq;          /* [D/2] RoPE inverse frequencies (llama3-scaled if so) */
 };
 
-/* Carves fp32 copies of tensors out of the arena; with arena == NULL it only counts. */
+/* Places the fp32 copy of each tensor in the arena and lists (tensor, place) for the
+ * conversion; with arena == NULL it only counts floats and tensors. */
 struct carver {
     float *arena;
-    int64_t used; /* floats */
+    int64_t used;                   /* floats */
+    int n;                          /* tensors */
+    const struct mk_tensor **src;   /* [n] when arena != NULL */
+    float **dst;                    /* [n] */
 };
 
 static float *carve(struct carver *c, const struct mk_tensor *t)
 {
     if (!t) return NULL;
     float *dst = c->arena ? c->arena + c->used : NULL;
-    if (dst) mk_tensor_to_f32(t, dst);
+    if (dst) {
+        c->src[c->n] = t;
+        c->dst[c->n] = dst;
+    }
+    c->n++;
     c->used += mk_tensor_numel(t);
     return dst;
 }
@@ -123,16 +131,23 @@ enum mk_status mk_ref_new(const struct mk_model *m, struct mk_ref **out)
     if (!r) return mk_error(MK_ERR_NOMEM, "ref: out of memory");
     r->cfg = m->cfg;
     r->layers = calloc((size_t)m->cfg.n_layers, sizeof *r->layers);
-    struct carver count = {NULL, 0};
+    struct carver count = {0};
     if (r->layers) carve_model(r, m, &count);
-    if (r->layers) r->arena = malloc((size_t)count.used * sizeof(float));
+    struct carver fill = {.src = malloc(((size_t)count.n + 1) * sizeof *fill.src),
+                          .dst = malloc(((size_t)count.n + 1) * sizeof *fill.dst)};
+    if (r->layers && fill.src && fill.dst) r->arena = malloc((size_t)count.used * sizeof(float));
     if (!r->arena) {
+        free(fill.src);
+        free(fill.dst);
         mk_ref_free(r);
         return mk_error(MK_ERR_NOMEM, "ref: cannot allocate %lld MB for the fp32 weights",
                         (long long)(count.used * 4 >> 20));
     }
-    struct carver fill = {r->arena, 0};
+    fill.arena = r->arena;
     carve_model(r, m, &fill);
+    ref_to_f32(fill.src, fill.dst, fill.n);
+    free(fill.src);
+    free(fill.dst);
     if (r->cfg.rope_type == MK_ROPE_LLAMA3)
         rope_llama3(&r->cfg, r->inv_freq);
     else

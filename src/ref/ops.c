@@ -9,7 +9,10 @@
 #include <unistd.h>
 
 enum {
-    MATMUL_MAX_THREADS = 64,
+    MAX_THREADS = 64,
+    /* Elements below which weight conversion stays on one thread (low enough that the
+     * tiny golden checkpoints take the threaded path, which their tests then check). */
+    CONVERT_MIN_PARALLEL = 1 << 14,
     /* Multiply-adds below which one thread does the whole product: thread start-up
      * (~20 us) would cost more than it saves. */
     MATMUL_MIN_PARALLEL_MACS = 1 << 21,
@@ -43,16 +46,31 @@ static void matmul_rows(const struct matmul_job *j)
     }
 }
 
+static int online_cores(void)
+{
+    long c = sysconf(_SC_NPROCESSORS_ONLN);
+    return c < 1 ? 1 : c > MAX_THREADS ? MAX_THREADS : (int)c;
+}
+
+/* Run fn(job 0) .. fn(job nt-1) (jobs of job_size bytes each), job 0 on the calling
+ * thread and the others on their own threads; a job whose thread fails to start runs on
+ * the calling thread. Returns when all are done. */
+static void run_parallel(void *(*fn)(void *), void *jobs, size_t job_size, int nt)
+{
+    pthread_t tid[MAX_THREADS];
+    bool started[MAX_THREADS] = {false};
+    for (int t = 1; t < nt; t++)
+        started[t] = pthread_create(&tid[t], NULL, fn, (char *)jobs + t * job_size) == 0;
+    for (int t = 0; t < nt; t++)
+        if (!started[t]) fn((char *)jobs + t * job_size);
+    for (int t = 1; t < nt; t++)
+        if (started[t]) pthread_join(tid[t], NULL);
+}
+
 static void *matmul_thread(void *arg)
 {
     matmul_rows(arg);
     return NULL;
-}
-
-static int online_cores(void)
-{
-    long c = sysconf(_SC_NPROCESSORS_ONLN);
-    return c < 1 ? 1 : c > MATMUL_MAX_THREADS ? MATMUL_MAX_THREADS : (int)c;
 }
 
 void ref_matmul(float *out, const float *x, const float *w, const float *b, int n, int n_in,
@@ -66,20 +84,54 @@ void ref_matmul(float *out, const float *x, const float *w, const float *b, int 
         matmul_rows(&j);
         return;
     }
-    struct matmul_job jobs[MATMUL_MAX_THREADS];
-    pthread_t tid[MATMUL_MAX_THREADS];
-    bool started[MATMUL_MAX_THREADS] = {false};
+    struct matmul_job jobs[MAX_THREADS];
     for (int t = 0; t < nt; t++)
         jobs[t] = (struct matmul_job){out, x, w, b, n, n_in, n_out,
                                       (int)((int64_t)n_out * t / nt),
                                       (int)((int64_t)n_out * (t + 1) / nt)};
-    /* Share 0 runs on the calling thread; a share whose thread fails to start runs inline. */
-    for (int t = 1; t < nt; t++)
-        started[t] = pthread_create(&tid[t], NULL, matmul_thread, &jobs[t]) == 0;
+    run_parallel(matmul_thread, jobs, sizeof jobs[0], nt);
+}
+
+/* Elements [lo, hi) of the concatenation of src[0..n) converted into the dst arrays. */
+struct convert_job {
+    const struct mk_tensor *const *src;
+    float *const *dst;
+    int n;
+    int64_t lo, hi;
+};
+
+static void *convert_thread(void *arg)
+{
+    const struct convert_job *j = arg;
+    int64_t base = 0; /* first element of src[i] in the concatenation */
+    for (int i = 0; i < j->n; i++) {
+        const struct mk_tensor *t = j->src[i];
+        const int64_t len = mk_tensor_numel(t);
+        const int64_t a = j->lo > base ? j->lo : base;
+        const int64_t b = j->hi < base + len ? j->hi : base + len;
+        if (a < b) {
+            const size_t es = mk_dtype_size(t->dtype);
+            struct mk_tensor part = *t; /* elements [a - base, b - base) of t, flat */
+            part.ndim = 1;
+            part.shape[0] = b - a;
+            part.data = (const char *)t->data + (size_t)(a - base) * es;
+            part.nbytes = (size_t)(b - a) * es;
+            mk_tensor_to_f32(&part, j->dst[i] + (a - base));
+        }
+        base += len;
+    }
+    return NULL;
+}
+
+void ref_to_f32(const struct mk_tensor *const *src, float *const *dst, int n)
+{
+    int64_t total = 0;
+    for (int i = 0; i < n; i++) total += mk_tensor_numel(src[i]);
+    const int nt = total < CONVERT_MIN_PARALLEL ? 1 : online_cores();
+    struct convert_job jobs[MAX_THREADS];
     for (int t = 0; t < nt; t++)
-        if (!started[t]) matmul_rows(&jobs[t]);
-    for (int t = 1; t < nt; t++)
-        if (started[t]) pthread_join(tid[t], NULL);
+        jobs[t] = (struct convert_job){src, dst, n, total * t / nt, total * (t + 1) / nt};
+    run_parallel(convert_thread, jobs, sizeof jobs[0], nt);
 }
 
 void ref_rmsnorm(float *out, const float *x, const float *w, int dim, float eps)

@@ -3,6 +3,8 @@
 #ifndef MK_REF_OPS_H
 #define MK_REF_OPS_H
 
+#include "mk/load.h"
+
 #include <stdint.h>
 
 /* out[t, o] = dot(w[o, :], x[t, :]) + (b ? b[o] : 0) for t < n, o < n_out.
@@ -12,6 +14,10 @@
  * depend on the thread count. */
 void ref_matmul(float *out, const float *x, const float *w, const float *b, int n, int n_in,
                 int n_out);
+
+/* dst[i] = the elements of src[i] as fp32, i < n; the elements of all tensors together
+ * are split evenly over the online cores. */
+void ref_to_f32(const struct mk_tensor *const *src, float *const *dst, int n);
 
 /* One row: out[i] = x[i] * rsqrt(mean(x^2) + eps) * w[i], i < dim (out may be x). */
 void ref_rmsnorm(float *out, const float *x, const float *w, int dim, float eps);
