@@ -322,13 +322,24 @@ enum mk_status mk_safetensors_write(const char *path, const struct mk_safetensor
         free(hdr.p);
         return s;
     }
+    /* Written under PATH.partial and renamed into place when complete: a process that
+     * has the old PATH mapped keeps its inode, and a crash leaves no complete-looking
+     * file behind. */
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + sizeof ".partial");
+    if (!tmp) {
+        free(hdr.p);
+        return mk_error(MK_ERR_NOMEM, "%s: out of memory", path);
+    }
+    memcpy(tmp, path, plen);
+    memcpy(tmp + plen, ".partial", sizeof ".partial");
     struct writer w = {.path = path, .e = e, .status = MK_OK};
     atomic_init(&w.next, 0);
     atomic_init(&w.failed, false);
     pthread_mutex_init(&w.lock, NULL);
-    w.fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    w.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (w.fd < 0) {
-        s = mk_error(MK_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+        s = mk_error(MK_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
         goto out;
     }
     unsigned char len8[8];
@@ -337,21 +348,18 @@ enum mk_status mk_safetensors_write(const char *path, const struct mk_safetensor
         (s = pwrite_all(w.fd, hdr.p, hdr.len, 8, path)) != MK_OK ||
         (s = plan_chunks(&w, n, 8 + hdr.len)) != MK_OK)
         goto out;
-    /* Size the file first: the chunks land out of order, and a short file after a crash
-     * should not look complete. */
-    if (ftruncate(w.fd, (off_t)(8 + hdr.len + data_bytes)) != 0) {
-        s = mk_error(MK_ERR_IO, "%s: cannot size to %llu bytes: %s", path,
-                     (unsigned long long)(8 + hdr.len + data_bytes), strerror(errno));
-        goto out;
-    }
     s = write_chunks(&w, thread_count(n_threads, w.n_chunks));
 out:
     if (w.fd >= 0 && close(w.fd) != 0 && s == MK_OK)
         s = mk_error(MK_ERR_IO, "%s: close failed: %s", path, strerror(errno));
-    if (w.fd >= 0 && s != MK_OK) unlink(path);
+    if (w.fd >= 0 && s == MK_OK && rename(tmp, path) != 0)
+        s = mk_error(MK_ERR_IO, "%s: cannot rename %s into place: %s", path, tmp,
+                     strerror(errno));
+    if (w.fd >= 0 && s != MK_OK) unlink(tmp);
     pthread_mutex_destroy(&w.lock);
     free(w.chunks);
     free(hdr.p);
+    free(tmp);
     return s;
 }
 

@@ -307,6 +307,7 @@ def config_file_input():
 @case
 def bad_input_is_refused():
     d = tmpdir("synth-bad")
+    shutil.rmtree(d)  # starts empty: the end of this case leaves a checkpoint in it
     cases = [  # (args, exit code, text in stderr)
         (["--arch", "qwen3", "--preset", "70b"], 2, "tiny, 0.6b"),
         (["--arch", "gpt2", "--preset", "tiny"], 2, "--arch expects"),

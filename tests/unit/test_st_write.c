@@ -194,7 +194,20 @@ static void refusals_name_the_problem(void)
     CHECK(mk_safetensors_write(path, f, 2, 3) == MK_ERR_IO);
     CHECKF(strstr(mk_errmsg(), "source gone") && strstr(mk_errmsg(), "broken") &&
            strstr(mk_errmsg(), path), "%s", mk_errmsg());
-    CHECK(access(path, F_OK) != 0);
+    char partial[600];
+    snprintf(partial, sizeof partial, "%s.partial", path);
+    CHECK(access(path, F_OK) != 0 && access(partial, F_OK) != 0);
+
+    /* A failed rewrite leaves the earlier file as it was. */
+    CHECK_OK(mk_safetensors_write(path, &ok, 1, 1));
+    size_t len0 = 0, len1 = 0;
+    unsigned char *before = slurp(path, &len0);
+    CHECK(mk_safetensors_write(path, f, 2, 2) == MK_ERR_IO);
+    unsigned char *after = slurp(path, &len1);
+    CHECK(before && after && len0 == len1 && !memcmp(before, after, len0));
+    CHECK(access(partial, F_OK) != 0);
+    free(before);
+    free(after);
 }
 
 static void index_file(void)
