@@ -12,7 +12,7 @@ from safetensors.numpy import load_file
 from mkt import BUILD, MK_FAST, ROOT, case, check, main, mk, tmpdir
 
 GOLD = os.path.join(ROOT, "tests", "data", "goldens")
-FP32_MODELS = ["llama3_f32", "mistral_f32", "qwen2_f32", "qwen3_f32"]
+FP32_MODELS = ["llama3_f32", "llama_f32", "mistral_f32", "qwen2_f32", "qwen3_f32"]
 TIE_GAP = 1e-3      # near-tie rule: logits closer than this may flip the greedy choice
 LOGPROB_TOL = 2e-4  # |logprob - golden| (fp32 logits agree to ~1e-6 relative)
 

@@ -28,7 +28,7 @@
 
 #include <jansson.h>
 
-static const char *const MODELS[] = {"llama3_f32", "mistral_f32", "qwen2_f32",
+static const char *const MODELS[] = {"llama3_f32", "llama_f32", "mistral_f32", "qwen2_f32",
                                      "qwen3_f32", "qwen3_bf16", "llama3_bf16"};
 enum { N_MODELS = sizeof MODELS / sizeof MODELS[0] };
 

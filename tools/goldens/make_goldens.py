@@ -66,6 +66,12 @@ def models():
         ("qwen3_f32", T.Qwen3Config, T.Qwen3ForCausalLM, qwen3, torch.float32),
         ("qwen3_bf16", T.Qwen3Config, T.Qwen3ForCausalLM, qwen3, torch.bfloat16),
         ("llama3_bf16", T.LlamaConfig, T.LlamaForCausalLM, dict(COMMON, rope_parameters=llama3_rope), torch.bfloat16),
+        # Llama with default RoPE and tied embeddings (as Llama 3.2 1B), smaller to keep
+        # the fixtures small: hidden 32, 4 query heads over 2 KV heads, head_dim 8.
+        ("llama_f32", T.LlamaConfig, T.LlamaForCausalLM,
+         dict(COMMON, hidden_size=32, num_attention_heads=4, intermediate_size=64, tie_word_embeddings=True,
+              rope_parameters={"rope_type": "default", "rope_theta": 500000.0}),
+         torch.float32),
     ]
 
 
@@ -153,12 +159,15 @@ def make(out_dir, name, cfg_cls, model_cls, kwargs, dtype, seed):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", help="write only this model (the others keep their files)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "..", "tests", "data", "goldens"))
     args = ap.parse_args()
     torch.set_num_threads(2)
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     for seed, (name, cfg_cls, model_cls, kwargs, dtype) in enumerate(models(), start=1):
+        if args.only and name != args.only:
+            continue
         make(args.out, name, cfg_cls, model_cls, kwargs, dtype, seed)
         print("wrote", name)
 
