@@ -4,7 +4,10 @@ written by transformers' own save_pretrained, with transformers' logits for fixe
 and greedy continuations. Needs torch + transformers (run once where they are installed;
 the fixtures are committed so the tests need neither).
 
-    python3 tools/goldens/make_goldens.py [--out tests/data/goldens]
+    python3 tools/goldens/make_goldens.py [--out tests/data/goldens] [--only NAME]
+
+The output is deterministic: a rerun with the same torch/transformers rewrites every file
+byte for byte (checked with torch 2.15.0, transformers 5.23.0).
 
 For each model NAME it writes
     NAME/ckpt/        config.json, generation_config.json, model.safetensors
@@ -18,7 +21,7 @@ The fp32 logits of a bf16 checkpoint are transformers' forward in fp32 on the bf
 weights (from_pretrained(dtype=float32)), which the fp32 reference must match to fp32 rounding; the
 native bf16 logits show the size of bf16 activation rounding.
 
-Sizes are deliberately odd (vocab 256 but hidden 48 / 40, 6 or 4 query heads over 2 KV
+Sizes are deliberately odd (vocab 256 but hidden 48 / 40 / 32, 6 or 4 query heads over 2 KV
 heads, head_dim 8 or 16 with Nq*D != hidden for Qwen3, intermediate 80) and the weights
 are drawn wider than transformers' init (std 0.2 instead of 0.02, norms 1 +- 0.2, random
 biases) so logits spread over several units and greedy choices are not near-ties.
