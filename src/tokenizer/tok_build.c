@@ -174,6 +174,21 @@ static enum mk_status collect_added(struct mk_tokenizer *t, json_t *list, json_t
     return MK_OK;
 }
 
+/* Counting sort of the added tokens by first byte (empty ones never match). */
+static enum mk_status index_added(struct mk_tokenizer *t)
+{
+    t->added_by_byte = malloc((t->n_added ? t->n_added : 1) * sizeof *t->added_by_byte);
+    if (!t->added_by_byte) return mk_error(MK_ERR_NOMEM, "added_tokens: out of memory");
+    uint32_t count[257] = {0};
+    for (size_t i = 0; i < t->n_added; i++)
+        if (t->added[i].len) count[(uint8_t)t->added[i].content[0] + 1]++;
+    for (int b = 0; b < 256; b++) count[b + 1] += count[b];
+    memcpy(t->added_start, count, sizeof count);
+    for (size_t i = 0; i < t->n_added; i++)
+        if (t->added[i].len) t->added_by_byte[count[(uint8_t)t->added[i].content[0]]++] = (uint32_t)i;
+    return MK_OK;
+}
+
 /* ---- id tables ------------------------------------------------------------------- */
 
 static enum mk_status size_ids(struct mk_tokenizer *t, json_t *vocab, size_t *arena_need)
@@ -505,6 +520,7 @@ enum mk_status mk__tok_build(struct mk_tokenizer *t, json_t *root, json_t *cfg)
     enum mk_status s = check_model(t, model);
     json_t *vocab = json_object_get(model, "vocab");
     if (s == MK_OK) s = collect_added(t, json_object_get(root, "added_tokens"), cfg);
+    if (s == MK_OK) s = index_added(t);
     if (s == MK_OK) s = size_ids(t, vocab, &arena_need);
     if (s == MK_OK) s = fill_tokens(t, vocab, arena_need);
     if (s == MK_OK) s = build_vocab_hash(t);

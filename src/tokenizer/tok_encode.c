@@ -134,11 +134,11 @@ static const struct mk_added_token *find_added(const struct mk_tokenizer *t, con
                                                size_t *at)
 {
     for (size_t i = from; i < n; i++) {
+        uint8_t c = (uint8_t)s[i];
         const struct mk_added_token *best = NULL;
-        for (size_t k = 0; k < t->n_added; k++) {
-            const struct mk_added_token *a = &t->added[k];
-            if (a->normalized != want_normalized || !a->len || a->len > n - i ||
-                a->content[0] != s[i] || memcmp(a->content, s + i, a->len))
+        for (uint32_t k = t->added_start[c]; k < t->added_start[c + 1]; k++) {
+            const struct mk_added_token *a = &t->added[t->added_by_byte[k]];
+            if (a->normalized != want_normalized || a->len > n - i || memcmp(a->content, s + i, a->len))
                 continue;
             if (!best || a->len > best->len) best = a;
         }

@@ -71,6 +71,10 @@ struct mk_tokenizer {
 
     struct mk_added_token *added;  /* sorted by id */
     size_t n_added;
+    /* Added tokens grouped by first byte, for the split scan: the indexes into `added`
+     * of those starting with byte b are by_byte[start[b] .. start[b + 1]). */
+    uint32_t *added_by_byte;
+    uint32_t added_start[257];
 
     pcre2_code *re;                /* pre-tokenizer split regex (already rewritten) */
     pcre2_match_context *mctx;     /* match/depth limits */

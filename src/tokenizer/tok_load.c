@@ -61,6 +61,7 @@ void mk_tokenizer_free(struct mk_tokenizer *t)
     free(t->merges.slot);
     for (size_t i = 0; i < t->n_added; i++) free(t->added[i].content);
     free(t->added);
+    free(t->added_by_byte);
     pcre2_code_free(t->re);
     pcre2_match_context_free(t->mctx);
     free(t->bos_text);
