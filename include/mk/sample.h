@@ -12,12 +12,11 @@
  *   1. z[i] = logits[i] / temperature            (fp32 division)
  *   2. order every id by (z descending, id ascending); the candidates are the first
  *      top_k of that order (all V when top_k <= 0 or top_k >= V).
- *   3. e[i] = expf(z[i] - z_max) for each candidate; S = sum of e over the candidates,
- *      added in candidate order.
- *   4. top-p (when 0 < top_p < 1): keep the shortest prefix of the candidate order whose
- *      running sum of e (added in that order) reaches top_p * S (at least one id).
- *      Otherwise keep all candidates. S_kept = sum of e over the kept ids, added in
- *      ascending id order.
+ *   3. e[i] = expf(z[i] - z_max) for each candidate (z_max = the largest z).
+ *   4. top-p (when 0 < top_p < 1): S = sum of e over the candidates, added in candidate
+ *      order; keep the shortest prefix of the candidate order whose running sum of e
+ *      (added in that order) reaches top_p * S (at least one id). Otherwise keep all
+ *      candidates. S_kept = sum of e over the kept ids, added in ascending id order.
  *   5. u = mk_sample_uniform(seed, step), in [0, 1) with 24 random bits; r = u * S_kept.
  *   6. walk the kept ids in ASCENDING ID ORDER (not in probability order, so a GPU can use
  *      a prefix scan over the vocabulary) accumulating e; the token is the first id whose
