@@ -67,7 +67,7 @@ __device__ void mk_run_task(const struct mk_gpu_args &a, const struct mk_task &t
     case MK_TASK_ATTN_PARTIAL: mk_task_attn_partial(a, t, smem); break;
     case MK_TASK_ATTN_MERGE: mk_task_attn_merge(a, t); break;
     case MK_TASK_LOGITS: mk_task_logits<NB>(a, t, smem); break;
-    case MK_TASK_SAMPLE: mk_task_sample(a, t, step); break;
+    case MK_TASK_SAMPLE: mk_task_sample(a, t, step, smem); break;
     default: break; /* NOP */
     }
 }

@@ -3,8 +3,9 @@
  * THE RULE (producer -> consumer through an event counter in global memory):
  *   producer: every thread does its stores; __syncthreads(); ONE thread does
  *             atom.add.release.gpu on each event it signals.
- *   consumer: ONE thread spins with ld.acquire.gpu until counter >= target;
- *             __syncthreads(); then every thread loads.
+ *   consumer: ONE thread spins until counter >= target (ld.relaxed.gpu polls, then
+ *             fence.acq_rel.gpu: together an acquire); __syncthreads(); then every
+ *             thread loads.
  * The barrier makes the other threads' stores (producer) / loads (consumer) ordered with
  * the single thread's release / acquire; release and acquire are cumulative at gpu scope,
  * so the chain store -> bar -> release-add ... acquire-load -> bar -> load holds.
@@ -65,8 +66,21 @@ __device__ __forceinline__ uint64_t mk_globaltimer(void)
 /* Why a wait returned. */
 enum mk_wait_result { MK_WAIT_OK = 0, MK_WAIT_STOP = 1 };
 
-/* Thread 0 only: wait until counters[event] >= target. MK_WAIT_STOP when the kernel must
- * end (timeout recorded here, another CTA's abort, or every sequence already ended). */
+__device__ __forceinline__ uint32_t mk_ld_relaxed(const uint32_t *p)
+{
+    uint32_t v;
+    asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    return v;
+}
+
+/* Polls between the (slower) checks of the abort flag, the stop step and the clock. */
+enum { MK_WAIT_CHECK_EVERY = 64 };
+
+/* Thread 0 only: wait until counters[event] >= target. The spin polls with relaxed loads
+ * and ends with fence.acq_rel.gpu once the target is seen: a relaxed read of the
+ * release-add followed by the fence is an acquire (PTX memory model, fence-based
+ * synchronization), without an acquire's cost on every poll. MK_WAIT_STOP when the kernel
+ * must end (timeout recorded here, another CTA's abort, every sequence already ended). */
 __device__ __noinline__ int mk_wait_event(const struct mk_gpu_args &a, uint32_t event,
                                           uint64_t target, uint32_t task, int step)
 {
@@ -74,9 +88,13 @@ __device__ __noinline__ int mk_wait_event(const struct mk_gpu_args &a, uint32_t 
     uint32_t seen = mk_ld_acquire(c);
     if (seen >= target) return MK_WAIT_OK;
     uint64_t deadline = mk_globaltimer() + a.timeout_ns;
-    for (;;) {
-        seen = mk_ld_acquire(c);
-        if (seen >= target) return MK_WAIT_OK;
+    for (uint32_t it = 1;; it++) {
+        seen = mk_ld_relaxed(c);
+        if (seen >= target) {
+            asm volatile("fence.acq_rel.gpu;" ::: "memory");
+            return MK_WAIT_OK;
+        }
+        if (it % MK_WAIT_CHECK_EVERY) continue;
         if (mk_ld_acquire(a.abort_flag) != 0) return MK_WAIT_STOP;
         if (mk_ld_acquire_s32(a.last_step) < step) return MK_WAIT_STOP;
         if (mk_globaltimer() > deadline) {
@@ -92,7 +110,6 @@ __device__ __noinline__ int mk_wait_event(const struct mk_gpu_args &a, uint32_t 
             }
             return MK_WAIT_STOP;
         }
-        __nanosleep(20);
     }
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The decode benchmark of a device check: synthesize the benchmark models on the GPU
 # machine (random weights, real shapes; decode speed does not depend on the values) and
-# run bench/gpu_decode (tg128 after a 64-token prompt, batch MK_BENCH_BATCH, default 1)
+# run bench/gpu_decode (tg128 after a 64-token prompt, each batch of MK_BENCH_BATCHES, default 1)
 # on them, after the streaming-read ceiling. Prints one line and one JSON line per model.
 set -u
 cd "$(dirname "$0")/.."
@@ -16,4 +16,6 @@ for m in $MODELS; do
     args+=(--name "$name" "$dir")
 done
 export MK_COMMIT=${MK_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
-"$BUILD/bench/gpu_decode" --batch "${MK_BENCH_BATCH:-1}" --reps "${MK_BENCH_REPS:-5}" "${args[@]}"
+for b in ${MK_BENCH_BATCHES:-1}; do
+    "$BUILD/bench/gpu_decode" --batch "$b" --reps "${MK_BENCH_REPS:-5}" "${args[@]}" || exit 1
+done

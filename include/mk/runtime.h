@@ -5,6 +5,7 @@
 #define MK_RUNTIME_H
 
 #include "mk/mk.h"
+#include "mk/sample.h"
 
 #include <stdbool.h>
 
@@ -54,8 +55,10 @@ enum mk_status mk_gpu_open(const struct mk_model *m, const struct mk_plan *plan,
                            const struct mk_gpu_options *opt, struct mk_gpu **out);
 void mk_gpu_close(struct mk_gpu *g); /* NULL is fine */
 
-/* One sequence of a batch. Greedy decoding (the kernel's argmax). */
+/* One sequence of a batch: greedy (the kernel's argmax) unless sampling.temperature > 0,
+ * then sampled in the kernel in mk/sample.h's order of operations and draws. */
 struct mk_gpu_request {
+    struct mk_sampling sampling;
     const int32_t *prompt;  /* prompt_len token ids, fed one per step */
     int prompt_len;         /* >= 1 */
     int max_new;            /* >= 1 generated tokens at most */
@@ -92,9 +95,9 @@ struct mk_backend; /* mk/engine.h */
 
 /* A backend (mk/engine.h) running requests in the megakernel: a plan compiled for
  * max_batch sequences of max_ctx positions and the device state of `m` (which must
- * outlive it). Fewer requests than max_batch run as inactive padding rows. Greedy only:
- * a request with temperature > 0 or top_logprobs > 0 is refused (MK_ERR_UNSUPPORTED);
- * tokens carry logprob 0. Errors as mk_gpu_open and mk_plan_compile. */
+ * outlive it). Fewer requests than max_batch run as inactive padding rows. Greedy or
+ * sampled in the kernel; a request with top_logprobs > 0 is refused (MK_ERR_UNSUPPORTED)
+ * and tokens carry logprob 0. Errors as mk_gpu_open and mk_plan_compile. */
 enum mk_status mk_backend_gpu_new(const struct mk_model *m, int max_batch, int max_ctx,
                                   struct mk_backend **out);
 

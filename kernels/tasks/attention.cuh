@@ -18,7 +18,7 @@
 
 #include "tasks/common.cuh"
 
-enum { MK_ATTN_CHUNK = 64 };
+enum { MK_ATTN_CHUNK = MK_GPU_ATTN_CHUNK };
 
 __device__ void mk_task_qk_rope_kv(const struct mk_gpu_args &a, const struct mk_task &t,
                                    char *smem)

@@ -16,7 +16,7 @@
 #include <cuda_bf16.h>
 #include <math_constants.h>
 
-enum { MK_SMEM_MISC = 4096, MK_WARPS = MK_GPU_THREADS / 32 };
+enum { MK_SMEM_MISC = MK_GPU_SMEM_MISC, MK_WARPS = MK_GPU_THREADS / 32 };
 
 struct mk_smem_misc {
     int flag;
@@ -25,6 +25,10 @@ struct mk_smem_misc {
     float red[MK_WARPS * MK_GPU_MAX_BATCH];
     float vmax[MK_WARPS * MK_GPU_MAX_BATCH];
     int imax[MK_WARPS * MK_GPU_MAX_BATCH];
+    int hist[256];               /* SAMPLE: radix histogram */
+    unsigned long long key;      /* SAMPLE: broadcast key */
+    float val;                   /* SAMPLE: broadcast value */
+    int ival[2];                 /* SAMPLE: broadcast ints */
 };
 static_assert(sizeof(struct mk_smem_misc) <= MK_SMEM_MISC, "misc area too small");
 

@@ -1,22 +1,23 @@
 /* EMBED and SAMPLE: where a step starts and ends.
  *
- * SAMPLE: one thread per sequence of the task. For an active sequence b, n = pos[b] + 1
- * tokens have been consumed after this step:
+ * SAMPLE, for each sequence b of the task (the compiler emits one task per sequence):
+ * after this step n = pos[b] + 1 tokens have been consumed;
  *   - n < prompt_len: still in the prompt (fed one token per step): the next input is
  *     prompt[b][n], nothing is generated;
  *   - else the token is the argmax over the LOGITS partials (in order; ties keep the
- *     lowest id), published to the host ring (token first, then the count with a system
- *     release), and the sequence ends on a stop id, on max_new tokens, or when the cache
- *     is full (n == max_ctx);
+ *     lowest id), or, with temperature > 0, drawn by the whole CTA (tasks/sample.cuh);
+ *     it goes to the host ring (token first, then the count with a system release), and
+ *     the sequence ends on a stop id, on max_new tokens, or when the cache is full
+ *     (n == max_ctx);
  *   - the host cancelled it (cancel[b], host-mapped): it ends, nothing is published.
- * pos[b] advances only for a sequence that goes on (an ended one keeps writing its last
- * slot, inside the cache). The plan has one SAMPLE task per sequence ([r0, r1)); the one
- * that ends the last live sequence (n_alive reaches 0) sets last_step = step: every CTA
- * stops after this step. Greedy only; sampled decoding is refused by the host. */
+ * pos[b] advances only for a sequence that goes on (an ended one keeps rewriting its
+ * last slot, inside the cache). The SAMPLE that ends the last live sequence (n_alive
+ * reaches 0) sets last_step = step: every CTA stops after this step. */
 #ifndef MK_TASK_TOKEN_CUH
 #define MK_TASK_TOKEN_CUH
 
 #include "tasks/common.cuh"
+#include "tasks/sample.cuh"
 
 __device__ void mk_task_embed(const struct mk_gpu_args &a, const struct mk_task &t)
 {
@@ -37,11 +38,10 @@ __device__ __forceinline__ bool mk_is_stop(const struct mk_gpu_seq &s, int tok)
     return false;
 }
 
-__device__ void mk_task_sample(const struct mk_gpu_args &a, const struct mk_task &t, int step)
+/* Greedy: the best (value, index) over the LOGITS partials in order; ties keep the
+ * lowest id (earlier partials hold lower ids). */
+__device__ int mk_argmax_partials(const struct mk_gpu_args &a, const struct mk_task &t, int b)
 {
-    int b = (int)t.r0 + (int)threadIdx.x;
-    if (b >= (int)t.r1 || b >= a.batch || !__ldcg(a.active + b)) return;
-    const struct mk_gpu_seq &s = a.seq[b];
     const char *aux = a.arena + a.buf_off[t.in1];
     float best = -CUDART_INF_F;
     int tok = -1;
@@ -51,7 +51,13 @@ __device__ void mk_task_sample(const struct mk_gpu_args &a, const struct mk_task
         int id = __ldcg(reinterpret_cast<const int *>(e) + 1);
         if (tok < 0 || v > best) { best = v; tok = id; }
     }
-    int n = __ldcg(a.pos + b) + 1;
+    return tok;
+}
+
+/* Thread 0: the token of sequence b is decided; publish it and apply the stop rules. */
+__device__ void mk_sample_commit(const struct mk_gpu_args &a, int b, int n, int tok, int step)
+{
+    const struct mk_gpu_seq &s = a.seq[b];
     bool go_on = true;
     uint32_t cancelled;
     asm volatile("ld.relaxed.sys.global.u32 %0, [%1];" : "=r"(cancelled) : "l"(a.cancel + b));
@@ -73,6 +79,24 @@ __device__ void mk_task_sample(const struct mk_gpu_args &a, const struct mk_task
     } else {
         a.active[b] = 0;
         if (atomicSub(a.n_alive, 1) == 1) mk_st_release_s32(a.last_step, step);
+    }
+}
+
+__device__ void mk_task_sample(const struct mk_gpu_args &a, const struct mk_task &t, int step,
+                               char *smem)
+{
+    struct mk_smem_misc *m = mk_misc(smem);
+    const int V = a.cfg.vocab_size;
+    for (int b = (int)t.r0; b < (int)t.r1 && b < a.batch; b++) {
+        if (!__ldcg(a.active + b)) continue;
+        const struct mk_gpu_seq &s = a.seq[b];
+        int n = __ldcg(a.pos + b) + 1;
+        int tok = -1;
+        if (n >= s.prompt_len && s.temperature > 0.0f)
+            tok = mk_sample_seq(mk_buf(a, t.in0) + (size_t)b * V, V, s,
+                                (uint32_t)__ldcg(a.n_gen + b), m);
+        if (threadIdx.x == 0) mk_sample_commit(a, b, n, tok >= 0 ? tok : mk_argmax_partials(a, t, b), step);
+        __syncthreads();
     }
 }
 

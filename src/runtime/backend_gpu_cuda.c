@@ -60,14 +60,13 @@ static enum mk_status gpu_run(struct mk_backend *self, const struct mk_request *
         return mk_error(MK_ERR_ARG, "gpu backend: %d requests, expected 1..%d", n, self->max_batch);
     for (int i = 0; i < n; i++) {
         const struct mk_request *r = &reqs[i];
-        if (r->sampling.temperature > 0.0f || r->top_logprobs > 0)
-            return mk_error(MK_ERR_UNSUPPORTED, "gpu backend: request %d: temperature %g, "
-                            "top_logprobs %d: only greedy decoding without logprobs runs on "
-                            "the GPU so far", i, (double)r->sampling.temperature, r->top_logprobs);
+        if (r->top_logprobs > 0)
+            return mk_error(MK_ERR_UNSUPPORTED, "gpu backend: request %d: top_logprobs %d: "
+                            "the GPU does not report log-probabilities yet", i, r->top_logprobs);
         if (r->n_stop_ids > MK_GPU_MAX_STOP)
             return mk_error(MK_ERR_LIMIT, "gpu backend: request %d: %d stop ids, at most %d", i,
                             r->n_stop_ids, MK_GPU_MAX_STOP);
-        gr[i] = (struct mk_gpu_request){.prompt = r->prompt, .prompt_len = r->n_prompt,
+        gr[i] = (struct mk_gpu_request){.sampling = r->sampling, .prompt = r->prompt, .prompt_len = r->n_prompt,
                                         .max_new = r->max_tokens, .stop = r->stop_ids,
                                         .n_stop = r->n_stop_ids, .ignore_eos = r->ignore_eos};
         finish[i] = MK_FINISH_NONE;

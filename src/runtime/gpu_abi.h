@@ -15,6 +15,8 @@ enum {
     MK_GPU_MAX_STOP = 16,       /* stop token ids per sequence (besides EOS) */
     MK_GPU_MAX_HALF_DIM = 256,  /* head_dim / 2 at most (RoPE frequency table) */
     MK_GPU_THREADS = 512,       /* threads per CTA the kernel is compiled for */
+    MK_GPU_SMEM_MISC = 8192,    /* shared-memory bytes every task reserves (kernels/tasks) */
+    MK_GPU_ATTN_CHUNK = 64,     /* positions per attention tile */
 };
 
 /* One sequence of the batch, set by the host before the launch (device memory). */
@@ -23,7 +25,11 @@ struct mk_gpu_seq {
     int32_t max_new;            /* generated tokens at most, >= 1 */
     int32_t n_stop;             /* stop ids in stop[] (EOS ids included by the host) */
     int32_t stop[MK_GPU_MAX_STOP + MK_MAX_EOS];
+    float temperature;          /* <= 0: greedy; else mk/sample.h's order of operations */
+    int32_t top_k;
+    float top_p;
     int32_t pad;
+    uint64_t seed;
 };
 
 /* Written by the first wait that expired (host-mapped, read after the launch). */

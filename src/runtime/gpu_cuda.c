@@ -30,7 +30,7 @@ cudaError_t mk_kernel_launch_task(const struct mk_gpu_args *a, uint32_t task, in
 cudaError_t mk_kernel_stream(const void *src, uint64_t bytes, uint32_t *sink, int grid,
                              cudaStream_t s);
 
-enum { MK_GPU_DEFAULT_TIMEOUT_MS = 2000, MK_ATTN_CHUNK_HOST = 64, MK_SMEM_MISC_HOST = 4096 };
+enum { MK_GPU_DEFAULT_TIMEOUT_MS = 2000 };
 
 struct mk_gpu {
     struct mk_plan plan;       /* scalars only; the tables live on the device */
@@ -97,7 +97,7 @@ static void rope_inv_freq(const struct mk_config *c, float *out)
 static uint64_t task_smem(const struct mk_plan *p, const struct mk_task *t, int nb)
 {
     const struct mk_config *c = &p->cfg;
-    uint64_t misc = MK_SMEM_MISC_HOST, rows = t->r1 - t->r0;
+    uint64_t misc = MK_GPU_SMEM_MISC, rows = t->r1 - t->r0;
     int G = c->n_heads / c->n_kv_heads;
     switch (t->op) {
     case MK_TASK_NORM_LINEAR:
@@ -109,7 +109,7 @@ static uint64_t task_smem(const struct mk_plan *p, const struct mk_task *t, int 
     case MK_TASK_QK_ROPE_KV:
         return misc + (uint64_t)(MK_GPU_THREADS / 32) * 2 * c->head_dim * 4;
     case MK_TASK_ATTN_PARTIAL:
-        return misc + ((uint64_t)2 * G * c->head_dim + (uint64_t)G * MK_ATTN_CHUNK_HOST + 3 * G) * 4;
+        return misc + ((uint64_t)2 * G * c->head_dim + (uint64_t)G * MK_GPU_ATTN_CHUNK + 3 * G) * 4;
     default:
         return misc;
     }
@@ -413,6 +413,10 @@ static enum mk_status set_requests(struct mk_gpu *g, const struct mk_gpu_request
         memcpy(prompt + (size_t)i * cap, req[i].prompt, (size_t)req[i].prompt_len * 4);
         seq[i].prompt_len = req[i].prompt_len;
         seq[i].max_new = req[i].max_new;
+        seq[i].temperature = req[i].sampling.temperature;
+        seq[i].top_k = req[i].sampling.top_k;
+        seq[i].top_p = req[i].sampling.top_p;
+        seq[i].seed = req[i].sampling.seed;
         for (int k = 0; k < req[i].n_stop; k++) seq[i].stop[seq[i].n_stop++] = req[i].stop[k];
         for (int k = 0; !req[i].ignore_eos && k < g->cfg.n_eos; k++)
             seq[i].stop[seq[i].n_stop++] = g->cfg.eos_token_ids[k];

@@ -217,11 +217,77 @@ static void test_gpu_qwen3_06b(void)
     mk_model_free(m);
 }
 
+/* Sampled tokens (temperature, top-k, top-p, seed) equal mk_sample on the very logits
+ * the kernel drew from: a launch with max_new = 1 ends in the step of the first generated
+ * token, whose logits stay in the arena. Only a draw within a few ulps of a boundary
+ * between two tokens could differ (mk/sample.h), improbable over these few draws. */
+static void sampling_case(struct mk_model *m, const char *name, int n_cases)
+{
+    const int V = m->cfg.vocab_size, B = 2;
+    struct mk_plan *p = gt_plan(&m->cfg, B, CTX);
+    struct mk_gpu *g = NULL;
+    if (p) CHECK_OK(mk_gpu_open(m, p, NULL, &g));
+    int64_t off = p ? gt_buffer(p, "logits") : -1;
+    struct mk_sampler smp;
+    CHECK_OK(mk_sampler_init(&smp, V));
+    char *arena = p ? malloc(p->arena_bytes) : NULL;
+    static const float temps[] = {1.0f, 0.7f, 1.3f};
+    static const int topk[] = {0, 1, 5, 40};
+    static const float topp[] = {1.0f, 0.9f, 0.5f};
+    int same = 0, total = 0;
+    for (int c = 0; g && arena && off >= 0 && c < n_cases; c++) {
+        int32_t prompts[2][8];
+        struct mk_gpu_request req[2];
+        for (int b = 0; b < B; b++) {
+            gt_prompt(prompts[b], 6, V);
+            req[b] = (struct mk_gpu_request){
+                .sampling = {.temperature = temps[(c + b) % 3], .top_k = topk[(c / 3 + b) % 4],
+                             .top_p = topp[(c / 2 + b) % 3], .seed = 1000u + (uint64_t)c * 7 + b},
+                .prompt = prompts[b], .prompt_len = 6, .max_new = 1, .ignore_eos = 1};
+        }
+        int32_t o[2][1];
+        int32_t *outs[2] = {o[0], o[1]};
+        int counts[2] = {0, 0};
+        CHECK_OK(mk_gpu_generate(g, req, B, NULL, NULL, outs, counts, NULL));
+        CHECK_OK(mk_gpu_arena_read(g, arena));
+        for (int b = 0; b < B && counts[b] == 1; b++) {
+            int32_t cpu = mk_sample(&smp, (const float *)(arena + off) + (size_t)b * V,
+                                    &req[b].sampling, 0);
+            CHECKF(cpu == o[b][0], "%s case %d seq %d (T %g, top_k %d, top_p %g, seed %llu): "
+                   "gpu %d, cpu %d", name, c, b, (double)req[b].sampling.temperature,
+                   req[b].sampling.top_k, (double)req[b].sampling.top_p,
+                   (unsigned long long)req[b].sampling.seed, o[b][0], cpu);
+            same += cpu == o[b][0];
+            total++;
+        }
+    }
+    printf("    %s: %d of %d sampled tokens equal the CPU's\n", name, same, total);
+    CHECK(total == 2 * n_cases);
+    free(arena);
+    mk_sampler_free(&smp);
+    mk_gpu_close(g);
+    mk_plan_free(p);
+}
+
+static void test_gpu_sampling(void)
+{
+    struct mk_model *m = gt_golden("llama3_bf16");
+    if (m) sampling_case(m, "llama3_bf16", 24);
+    mk_model_free(m);
+    const char *dir = getenv("MK_GPU_QWEN3_06B");
+    if (!dir) return;
+    m = NULL;
+    CHECK_OK(mk_model_load(dir, &m));
+    if (m) sampling_case(m, "qwen3-0.6b", 6);
+    mk_model_free(m);
+}
+
 int main(void)
 {
     RUN(test_gpu_goldens_logits);
     RUN(test_gpu_goldens_greedy);
     RUN(test_gpu_repeat_bit_identical);
     RUN(test_gpu_qwen3_06b);
+    RUN(test_gpu_sampling);
     CHECK_EXIT();
 }
