@@ -12,11 +12,12 @@
  * bounded queue (full: 429 at once). One scheduler thread owns the engine: it takes up
  * to max_batch queued jobs, runs them with mk_engine_generate, and its token callback
  * appends each token to its job under the server mutex and wakes the job's connection
- * thread through the job's condition variable. Connection threads block on that
- * (bounded waits of a few ms), which thread-per-connection mode allows, and between
- * waits poll their socket, so a client that hangs up cancels its job within one step:
- * a queued job leaves the queue, a running one makes the token callback return false.
- * Requests that arrive while a batch runs wait for the next batch.
+ * thread through the job's eventfd. A connection thread blocks (thread-per-connection
+ * mode allows it) in poll() on that eventfd and its own socket, so it streams each token
+ * as it comes and notices a client hanging up at once: a queued job leaves the queue, a
+ * running one is marked cancelled and the token callback returns false at its next
+ * token, which ends it within one step. Requests that arrive while a batch runs wait for
+ * the next batch.
  */
 #ifndef MK_SERVER_H
 #define MK_SERVER_H

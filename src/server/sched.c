@@ -8,9 +8,13 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
-enum { WAIT_SLICE_MS = 20 }; /* how often a waiting connection thread polls its socket */
+/* A waiting connection thread wakes at once on news or a hang-up (it polls both); this
+ * bound only paces its checks of deadlines and of the server stopping. */
+enum { WAIT_SLICE_MS = 50 };
 
 double srv_now(void)
 {
@@ -23,11 +27,11 @@ struct srv_job *srv_job_new(void)
 {
     struct srv_job *j = calloc(1, sizeof *j);
     if (!j) return NULL;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&j->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    j->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (j->efd < 0) {
+        free(j);
+        return NULL;
+    }
     j->refs = 1;
     j->logprobs = -1;
     return j;
@@ -39,7 +43,7 @@ static void job_free(struct srv_job *j)
     for (int i = 0; i < j->n_stops; i++) free(j->stops[i]);
     free(j->text);
     free(j->toks);
-    pthread_cond_destroy(&j->cv);
+    close(j->efd);
     free(j);
 }
 
@@ -63,13 +67,21 @@ static void queue_remove(struct mk_server *s, struct srv_job *j)
     MK_ASSERTF(0, "job not in the queue");
 }
 
+/* Wake j's connection thread. */
+static void job_notify(struct srv_job *j)
+{
+    const uint64_t one = 1;
+    const ssize_t n = write(j->efd, &one, sizeof one); /* fails only when the counter is full */
+    (void)n;
+}
+
 /* Mark j done with reason `end`; caller holds s->mu. */
 static void job_finish(struct mk_server *s, struct srv_job *j, enum srv_end end)
 {
     j->state = JOB_DONE;
     j->end = end;
     j->safe_len = j->text_len;
-    pthread_cond_broadcast(&j->cv);
+    job_notify(j);
     srv_metrics_job(&s->metrics, j);
 }
 
@@ -109,54 +121,49 @@ void srv_job_release(struct mk_server *s, struct srv_job *j)
     pthread_mutex_unlock(&s->mu);
 }
 
-/* True when the peer closed its end (or the socket failed). */
-static bool peer_gone(int fd)
-{
-    if (fd < 0) return false;
-    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
-    int r;
-    do r = poll(&p, 1, 0);
-    while (r < 0 && errno == EINTR);
-    return r > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
-}
-
 static bool has_news(const struct srv_job *j, size_t seen_len, int seen_toks)
 {
     return j->state == JOB_DONE || j->safe_len != seen_len || j->n_toks != seen_toks;
 }
 
+/* Sleep until j's eventfd is signalled, the peer on fd hangs up (returns false), or
+ * WAIT_SLICE_MS pass. */
+static bool sleep_on(struct srv_job *j, int fd)
+{
+    struct pollfd p[2] = {{.fd = fd, .events = POLLRDHUP}, {.fd = j->efd, .events = POLLIN}};
+    const int r = poll(p, 2, WAIT_SLICE_MS);
+    if (r <= 0) return r == 0 || errno == EINTR;
+    if (p[1].revents & POLLIN) {
+        uint64_t v;
+        const ssize_t n = read(j->efd, &v, sizeof v); /* resets the counter */
+        (void)n;
+    }
+    return !(p[0].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
+}
+
 bool srv_job_wait(struct mk_server *s, struct srv_job *j, int fd, size_t *seen_len,
                   int *seen_toks, bool *done)
 {
-    pthread_mutex_lock(&s->mu);
-    for (;;) {
-        if (has_news(j, *seen_len, *seen_toks)) break;
-        if (s->stopping) goto gone;
+    for (bool alive = true;; alive = sleep_on(j, fd)) {
+        pthread_mutex_lock(&s->mu);
+        if (!alive || s->stopping) {
+            if (j->state == JOB_RUNNING) j->cancel = true;
+            pthread_mutex_unlock(&s->mu);
+            return false;
+        }
         if (j->state == JOB_QUEUED && j->deadline > 0 && srv_now() > j->deadline) {
             queue_remove(s, j);
             job_finish(s, j, END_TIMEOUT);
-            break;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_nsec += WAIT_SLICE_MS * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-        pthread_cond_timedwait(&j->cv, &s->mu, &ts);
-        if (has_news(j, *seen_len, *seen_toks)) break;
+        if (has_news(j, *seen_len, *seen_toks)) {
+            *seen_len = j->safe_len;
+            *seen_toks = j->n_toks;
+            *done = j->state == JOB_DONE;
+            pthread_mutex_unlock(&s->mu);
+            return true;
+        }
         pthread_mutex_unlock(&s->mu);
-        const bool gone = peer_gone(fd);
-        pthread_mutex_lock(&s->mu);
-        if (gone) goto gone;
     }
-    *seen_len = j->safe_len;
-    *seen_toks = j->n_toks;
-    *done = j->state == JOB_DONE;
-    pthread_mutex_unlock(&s->mu);
-    return true;
-gone:
-    if (j->state == JOB_RUNNING) j->cancel = true;
-    pthread_mutex_unlock(&s->mu);
-    return false;
 }
 
 bool srv_job_view(struct mk_server *s, struct srv_job *j, int from, struct srv_view *v)
@@ -305,7 +312,7 @@ static bool on_token(void *ctx, int req, const struct mk_token *t)
         j->why = END_TIMEOUT;
         go = false;
     }
-    pthread_cond_broadcast(&j->cv);
+    job_notify(j);
     pthread_mutex_unlock(&b->s->mu);
     return go;
 }

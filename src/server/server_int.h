@@ -89,7 +89,8 @@ struct srv_job {
     int n_toks, toks_cap;
     double t_first, t_last;
     char err[256];              /* END_ERROR: the engine's message */
-    pthread_cond_t cv;          /* signalled on every token and at the end */
+    int efd;                    /* eventfd written on every token and at the end: the
+                                   connection thread polls it with its socket */
     struct srv_job *next;       /* queue link */
 };
 
