@@ -12,6 +12,8 @@
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -343,6 +345,64 @@ static enum mk_status write_shard(const struct tensor_list *l, int shard, int n_
     enum mk_status s = mk_safetensors_write(path, e, n, threads);
     free(e);
     return s;
+}
+
+/* Shards are written concurrently: buffered writes to one file serialize on its inode
+ * lock in the kernel (ext4, xfs), so a big set written one file at a time leaves most
+ * cores waiting. Up to `cores` shards are in flight, and the cores are divided among
+ * them. */
+struct shard_pool {
+    const struct tensor_list *l;
+    const char *dir;
+    int n_shards, threads_each;
+    atomic_int next;
+    atomic_bool failed;
+    pthread_mutex_t lock;
+    enum mk_status status; /* first failure, under lock */
+    char msg[1024];
+};
+
+static void *shard_worker(void *arg)
+{
+    struct shard_pool *p = arg;
+    while (!atomic_load(&p->failed)) {
+        int k = atomic_fetch_add(&p->next, 1);
+        if (k >= p->n_shards) break;
+        enum mk_status s = write_shard(p->l, k, p->n_shards, p->dir, p->threads_each);
+        if (s != MK_OK) {
+            pthread_mutex_lock(&p->lock);
+            if (!atomic_load(&p->failed)) {
+                p->status = s;
+                snprintf(p->msg, sizeof p->msg, "%s", mk_errmsg()); /* per-thread message */
+                atomic_store(&p->failed, true);
+            }
+            pthread_mutex_unlock(&p->lock);
+        }
+    }
+    return NULL;
+}
+
+static enum mk_status write_shards(const struct tensor_list *l, int n_shards,
+                                   const struct synth_opts *o)
+{
+    enum { MAX_WORKERS = 256 };
+    long cores = o->threads > 0 ? o->threads : sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores < 1) cores = 1;
+    int workers = (int)(cores < n_shards ? cores : n_shards);
+    if (workers > MAX_WORKERS) workers = MAX_WORKERS;
+    struct shard_pool p = {.l = l, .dir = o->out_dir, .n_shards = n_shards,
+                           .threads_each = (int)(cores / workers), .status = MK_OK};
+    atomic_init(&p.next, 0);
+    atomic_init(&p.failed, false);
+    pthread_mutex_init(&p.lock, NULL);
+    pthread_t tid[MAX_WORKERS];
+    int started = 0;
+    for (int t = 1; t < workers; t++, started++) /* a failed create only lowers parallelism */
+        if (pthread_create(&tid[started], NULL, shard_worker, &p) != 0) break;
+    shard_worker(&p);
+    for (int t = 0; t < started; t++) pthread_join(tid[t], NULL);
+    pthread_mutex_destroy(&p.lock);
+    return atomic_load(&p.failed) ? mk_error(p.status, "%s", p.msg) : MK_OK;
 }
 
 static enum mk_status write_index(const struct tensor_list *l, int n_shards, const char *dir)
@@ -791,8 +851,7 @@ enum mk_status synth_write(const struct synth_spec *s, const struct synth_opts *
         (st = build_tensors(s, o->dtype, o->seed, &l)) != MK_OK)
         goto out;
     int n_shards = assign_shards(&l, o->shard_bytes);
-    for (int k = 0; k < n_shards && st == MK_OK; k++)
-        st = write_shard(&l, k, n_shards, o->out_dir, o->threads);
+    st = write_shards(&l, n_shards, o);
     if (st == MK_OK && n_shards > 1) st = write_index(&l, n_shards, o->out_dir);
     if (st == MK_OK) st = write_text(o->out_dir, "generation_config.json", gen);
     if (st == MK_OK) st = write_text(o->out_dir, "config.json", config);
