@@ -13,7 +13,7 @@
  * (accumulating in registers, in order) instead of splitting K over tasks: a cross-task
  * split needs a reduction step and one more cross-SM dependency (~0.7 us) per linear,
  * more than the L2 re-read of the activations it would save. Smaller targets scale the
- * stages down (stage = smem / 16, at most 16 KiB; scratch = smem / 32, at most 8 KiB).
+ * stages down (stage = smem / 8, at most 16 KiB; scratch = smem / 32, at most 8 KiB).
  *
  * Cost of a task (ns), used by the schedule search:
  *   t = fixed + weight_bytes / bw_sm + act_bytes / (4 bw_sm)
@@ -83,7 +83,7 @@ static enum mk_status contract(struct cstate *c)
 {
     uint32_t smem = (uint32_t)c->tgt.smem_per_block, B = (uint32_t)c->tgt.batch;
     c->weight_stages = STAGES;
-    c->stage_bytes = min_u32(STAGE_MAX, smem / 16) & ~1023u;
+    c->stage_bytes = min_u32(STAGE_MAX, smem / 8) & ~1023u;
     c->scratch_bytes = min_u32(SCRATCH_MAX, smem / 32);
     uint32_t fixed = c->weight_stages * c->stage_bytes + c->scratch_bytes;
     uint32_t chunk = smem > fixed ? (smem - fixed) / (4 * B) / 64 * 64 : 0;

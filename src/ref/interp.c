@@ -27,7 +27,13 @@ struct mk_interp {
     int32_t inst;        /* the running instance */
     uint32_t words;      /* 64-bit words of an instance bitset */
     uint64_t *anc;       /* [n_inst][words]: events-ordered predecessors of each instance */
-    uint64_t *readers;   /* [n_elems][words] */
+    /* readers since the last write of each element: a bitset of `words` words in the
+     * pool, allocated on the first read (most of the KV cache is never read in a short
+     * run); rd_slot[e] = 1 + its index in the pool, 0 = none yet */
+    uint32_t *rd_slot;   /* [n_elems] */
+    uint64_t *pool;
+    uint64_t pool_used, pool_cap; /* in bitsets */
+    bool oom;
     struct shadow *sh;   /* [n_elems]: arena words, then KV elements, then seq entries */
     uint64_t n_arena, n_kv, n_elems;
     struct mk_interp_report *rep;
@@ -102,12 +108,31 @@ static void race(struct mk_interp *it, const char *kind, int32_t other, uint64_t
              (uint32_t)other / n, elem_name(it, e, where, sizeof where));
 }
 
+/* The reader bitset of element e, allocated on first use (NULL when out of memory). */
+static uint64_t *readers_of(struct mk_interp *it, uint64_t e, bool alloc)
+{
+    if (!it->rd_slot[e]) {
+        if (!alloc) return NULL;
+        if (it->pool_used == it->pool_cap) {
+            uint64_t nc = it->pool_cap ? it->pool_cap * 2 : 1024;
+            uint64_t *np = realloc(it->pool, nc * it->words * sizeof *np);
+            if (!np || nc >= UINT32_MAX) { it->oom = true; return NULL; }
+            it->pool = np;
+            it->pool_cap = nc;
+        }
+        memset(&it->pool[it->pool_used * it->words], 0, it->words * sizeof *it->pool);
+        it->rd_slot[e] = (uint32_t)++it->pool_used;
+    }
+    return &it->pool[(it->rd_slot[e] - 1) * it->words];
+}
+
 static void on_read(struct mk_interp *it, uint64_t e)
 {
     if (!it->track) return;
     int32_t w = it->sh[e].writer;
     if (w >= 0 && !ordered(it, w)) race(it, "read after write", w, e);
-    it->readers[e * it->words + (uint32_t)it->inst / 64] |= 1ull << ((uint32_t)it->inst % 64);
+    uint64_t *rd = readers_of(it, e, true);
+    if (rd) rd[(uint32_t)it->inst / 64] |= 1ull << ((uint32_t)it->inst % 64);
 }
 
 static void on_write(struct mk_interp *it, uint64_t e)
@@ -115,9 +140,9 @@ static void on_write(struct mk_interp *it, uint64_t e)
     if (!it->track) return;
     int32_t w = it->sh[e].writer;
     if (w >= 0 && !ordered(it, w)) race(it, "write after write", w, e);
-    uint64_t *rd = &it->readers[e * it->words];
+    uint64_t *rd = readers_of(it, e, false);
     const uint64_t *anc = &it->anc[(uint64_t)it->inst * it->words];
-    for (uint32_t k = 0; k < it->words; k++) {
+    for (uint32_t k = 0; rd && k < it->words; k++) {
         uint64_t self = k == (uint32_t)it->inst / 64 ? 1ull << ((uint32_t)it->inst % 64) : 0;
         uint64_t bad = rd[k] & ~anc[k] & ~self;
         if (bad) race(it, "write after read", (int32_t)(k * 64 + (uint32_t)__builtin_ctzll(bad)), e);
@@ -462,7 +487,7 @@ void mk_interp_free(struct mk_interp *it)
 {
     if (!it) return;
     free(it->w); free(it->arena); free(it->kv); free(it->seq); free(it->inv_freq);
-    free(it->scratch); free(it->anc); free(it->readers); free(it->sh);
+    free(it->scratch); free(it->anc); free(it->rd_slot); free(it->pool); free(it->sh);
     free(it);
 }
 
@@ -506,15 +531,34 @@ static bool runnable(const struct mk_plan *p, const uint64_t *counter, uint32_t 
 static enum mk_status track_init(struct mk_interp *it, uint64_t n_inst)
 {
     it->words = (uint32_t)((n_inst + 63) / 64);
-    free(it->anc); free(it->readers); free(it->sh);
+    free(it->anc); free(it->rd_slot); free(it->pool); free(it->sh);
+    it->pool = NULL;
+    it->pool_used = it->pool_cap = 0;
+    it->oom = false;
     it->anc = calloc(n_inst * it->words, sizeof *it->anc);
-    it->readers = calloc(it->n_elems * it->words, sizeof *it->readers);
+    it->rd_slot = calloc(it->n_elems, sizeof *it->rd_slot);
     it->sh = malloc(it->n_elems * sizeof *it->sh);
-    if (!it->anc || !it->readers || !it->sh)
+    if (!it->anc || !it->rd_slot || !it->sh)
         return mk_error(MK_ERR_NOMEM, "interp: out of memory for race tracking");
     for (uint64_t e = 0; e < it->n_elems; e++) it->sh[e].writer = -1;
     return MK_OK;
 }
+
+/* Consumers of each event: the tasks waiting on it, cons[cstart[e] .. cstart[e + 1]). */
+static bool consumers(const struct mk_plan *p, uint32_t **cstart, uint32_t **cons)
+{
+    *cstart = calloc(p->n_events + 2, sizeof **cstart);
+    *cons = malloc((p->n_waits + 1) * sizeof **cons);
+    if (!*cstart || !*cons) return false;
+    for (uint32_t i = 0; i < p->n_waits; i++) (*cstart)[p->waits[i].event + 2]++;
+    for (uint32_t e = 0; e < p->n_events; e++) (*cstart)[e + 2] += (*cstart)[e + 1];
+    for (uint32_t t = 0; t < p->n_tasks; t++)
+        for (uint32_t w = 0; w < p->tasks[t].n_wait; w++)
+            (*cons)[(*cstart)[p->waits[p->tasks[t].wait_first + w].event + 1]++] = t;
+    return true;
+}
+
+enum { INST_WAITING = 0, INST_READY, INST_DONE };
 
 enum mk_status mk_interp_run(struct mk_interp *it, const struct mk_interp_opts *o,
                              struct mk_interp_report *rep)
@@ -530,25 +574,32 @@ enum mk_status mk_interp_run(struct mk_interp *it, const struct mk_interp_opts *
     /* clocks of events: the instances whose signals (and their predecessors) it holds */
     uint64_t *counter = calloc(p->n_events + 1, sizeof *counter);
     uint64_t *clock = o->track_races ? calloc((size_t)(p->n_events + 1) * it->words, sizeof *clock) : NULL;
-    uint32_t *pending = malloc((n_inst + 1) * sizeof *pending), *ready = malloc((n_inst + 1) * sizeof *ready);
-    if (!s && (!counter || !pending || !ready || (o->track_races && !clock)))
+    uint32_t *ready = malloc((n_inst + 1) * sizeof *ready), *cstart = NULL, *cons = NULL;
+    uint8_t *state = calloc(n_inst + 1, 1);
+    if (!s && (!counter || !ready || !state || (o->track_races && !clock) || !consumers(p, &cstart, &cons)))
         s = mk_error(MK_ERR_NOMEM, "interp: out of memory");
-    uint64_t n_pending = n_inst;
-    for (uint64_t i = 0; !s && i < n_inst; i++) pending[i] = (uint32_t)i;
-    while (!s && n_pending) {
-        uint64_t n_ready = 0;
-        for (uint64_t i = 0; i < n_pending; i++)
-            if (runnable(p, counter, pending[i] % (uint32_t)n, (int)(pending[i] / n))) ready[n_ready++] = (uint32_t)i;
+    /* ready instances, kept up to date: a waiting one is re-examined only when an event
+     * it waits on is signalled */
+    uint64_t n_ready = 0, n_done = 0;
+    for (uint64_t i = 0; !s && i < n_inst; i++)
+        if (runnable(p, counter, (uint32_t)(i % n), (int)(i / n))) {
+            state[i] = INST_READY;
+            ready[n_ready++] = (uint32_t)i;
+        }
+    while (!s && n_done < n_inst) {
         if (!n_ready) {
-            uint32_t stuck = pending[0];
+            uint64_t stuck = 0;
+            while (state[stuck] == INST_DONE) stuck++;
             s = mk_error(MK_ERR_INTERNAL, "interp: stuck: task %u (%s) of step %u can never run",
-                         stuck % (uint32_t)n, mk_task_op_name(p->tasks[stuck % n].op), (uint32_t)(stuck / n));
+                         (uint32_t)(stuck % n), mk_task_op_name(p->tasks[stuck % n].op), (uint32_t)(stuck / n));
             break;
         }
-        uint64_t pick = ready[rng_next(&seed) % n_ready];
-        uint32_t inst = pending[pick], t = inst % (uint32_t)n;
+        uint64_t pick = rng_next(&seed) % n_ready;
+        uint32_t inst = ready[pick], t = inst % (uint32_t)n;
         int step = (int)(inst / n);
-        pending[pick] = pending[--n_pending]; /* order of pending does not matter */
+        ready[pick] = ready[--n_ready];
+        state[inst] = INST_DONE;
+        n_done++;
         const struct mk_task *k = &p->tasks[t];
         it->inst = (int32_t)inst;
         if (it->track) /* acquire: every signal made so far to each awaited event */
@@ -560,9 +611,18 @@ enum mk_status mk_interp_run(struct mk_interp *it, const struct mk_interp_opts *
         exec(it, t, step, o);
         rep->tasks_run++;
         if (it->err) s = it->err;
+        if (it->oom) s = mk_error(MK_ERR_NOMEM, "interp: out of memory for race tracking");
         for (uint32_t j = 0; j < k->n_signal; j++) { /* release */
             uint32_t e = p->signals[k->signal_first + j];
             counter[e]++;
+            for (uint32_t c = cstart[e]; c < cstart[e + 1]; c++)
+                for (int st = 0; st < o->n_steps; st++) {
+                    uint64_t i2 = (uint64_t)st * n + cons[c];
+                    if (state[i2] == INST_WAITING && runnable(p, counter, cons[c], st)) {
+                        state[i2] = INST_READY;
+                        ready[n_ready++] = (uint32_t)i2;
+                    }
+                }
             if (!it->track) continue;
             uint64_t *cl = &clock[(uint64_t)e * it->words];
             const uint64_t *a = &it->anc[(uint64_t)inst * it->words];
@@ -573,7 +633,9 @@ enum mk_status mk_interp_run(struct mk_interp *it, const struct mk_interp_opts *
     it->track = false;
     free(counter);
     free(clock);
-    free(pending);
     free(ready);
+    free(state);
+    free(cstart);
+    free(cons);
     return s;
 }

@@ -130,7 +130,7 @@ static void print_summary(const struct mk_plan *p, double seconds)
            (double)p->kv_bytes / 1048576.0);
     printf("smem:       act_chunk %u, %u stages x %u B\n", p->act_chunk, p->weight_stages,
            p->stage_bytes);
-    printf("step:       predicted %.1f us; floor %.1f us (%lld B at %.0f GB/s, batch 1) = "
+    printf("step:       predicted %.1f us; floor %.2f us (%lld B at %.0f GB/s, batch 1) = "
            "%.0f%% of floor\n", p->predicted_step_ns / 1e3, floor_ns / 1e3,
            (long long)mk_config_step_bytes(c), FLOOR_GBPS, 100.0 * floor_ns / p->predicted_step_ns);
 }
