@@ -361,7 +361,7 @@ static void run_batch(struct mk_server *s, struct batch *b, int n)
     for (int i = 0; i < n; i++) {
         struct srv_job *j = b->jobs[i];
         if (st != MK_OK && finish[i] == MK_FINISH_NONE)
-            snprintf(j->err, sizeof j->err, "generation failed: %s", mk_status_name(st));
+            snprintf(j->err, sizeof j->err, "generation failed: %s", mk_errmsg());
         job_finish(s, j, end_of(j, finish[i]));
         job_unref(j);
     }

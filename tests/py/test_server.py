@@ -146,8 +146,17 @@ def health_models_metrics():
 def completion_matches_generate():
     s = server()
     want = generate("The capital of France is", 6)
+    before = s.metrics()
     r = s.client().completions.create(model=NAME, prompt="The capital of France is", max_tokens=6, temperature=0)
+    after = s.metrics()
     c = r.choices[0]
+    # /metrics counted it: tokens, one TTFT observation, cumulative buckets ending at the count
+    for name, n in (("mk_generation_tokens_total", r.usage.completion_tokens),
+                    ("mk_prompt_tokens_total", r.usage.prompt_tokens), ("mk_time_to_first_token_seconds_count", 1),
+                    ('mk_requests_total{endpoint="/v1/completions",status="200"}', 1)):
+        check(after.get(name, 0) - before.get(name, 0) == n, f"{name}: {before.get(name)} -> {after.get(name)}")
+    hist = [v for k, v in after.items() if k.startswith("mk_time_to_first_token_seconds_bucket")]
+    check(hist == sorted(hist) and hist[-1] == after["mk_time_to_first_token_seconds_count"], f"buckets {hist}")
     check(c.text == want["text"], f"{c.text!r} vs {want['text']!r}")
     check(c.finish_reason == want["finish_reason"], f"{c.finish_reason} vs {want['finish_reason']}")
     check(r.usage.prompt_tokens == len(want["prompt_ids"]) and r.usage.completion_tokens == len(want["ids"]),
