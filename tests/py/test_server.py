@@ -212,11 +212,13 @@ def streaming_equals_whole():
 def event_stream_wire_format():
     s = server()
     status, hdr, body = s.request("POST", "/v1/completions",
-                                  {"prompt": "Hi", "max_tokens": 4, "temperature": 0, "stream": True})
+                                  {"prompt": "\u4f60\u597d", "max_tokens": 12, "temperature": 1, "seed": 3,
+                                   "stream": True})
     check(status == 200 and hdr.get("content-type") == "text/event-stream; charset=utf-8", f"{status} {hdr}")
-    events = body.decode("utf-8").split("\n\n")
-    check(events[-1] == "" and events[-2] == "data: [DONE]", f"tail {events[-3:]}")
+    events = body.split(b"\n\n")
+    check(events[-1] == b"" and events[-2] == b"data: [DONE]", f"tail {events[-3:]}")
     for e in events[:-2]:
+        e = e.decode("utf-8")  # strict: every event holds whole characters
         check(e.startswith("data: ") and "\n" not in e, f"event {e!r}")
         json.loads(e[6:])
 
