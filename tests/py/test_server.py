@@ -525,7 +525,7 @@ ODD = [None, True, -1, 0, 1, 2 ** 31, -2 ** 63, 2 ** 64, 1e308, -0.0, 0.5, "", "
 
 
 def mutate(rng, v, depth=0):
-    if isinstance(v, dict) and v and rng.random() < 0.7:
+    if isinstance(v, dict) and v and (depth == 0 or rng.random() < 0.7):
         v = dict(v)
         k = rng.choice(list(v))
         r = rng.random()
@@ -562,8 +562,10 @@ def raw_exchange(port, data, read_s=LIVE_S):
 
 
 def fuzz_body(rng):
-    path, seed = rng.choice(SEEDS)
-    body = json.dumps(mutate(rng, seed)).encode()
+    path, body = rng.choice(SEEDS)
+    for _ in range(rng.randrange(1, 4)):
+        body = mutate(rng, body)
+    body = json.dumps(body).encode()
     r = rng.random()
     if r < 0.15:
         body = body[:rng.randrange(len(body) + 1)]
