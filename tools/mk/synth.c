@@ -464,10 +464,11 @@ static enum mk_status remove_old_checkpoint(const char *dir)
         const char *n = de->d_name;
         unsigned a, b;
         char tail[32];
+        /* also the .partial files a killed writer leaves (see mk_safetensors_write) */
         bool shard = sscanf(n, "model-%5u-of-%5u.%31s", &a, &b, tail) == 3 &&
-                     !strcmp(tail, "safetensors");
-        if (!shard && strcmp(n, "model.safetensors") && strcmp(n, "model.safetensors.index.json") &&
-            strcmp(n, "config.json"))
+                     (!strcmp(tail, "safetensors") || !strcmp(tail, "safetensors.partial"));
+        if (!shard && strcmp(n, "model.safetensors") && strcmp(n, "model.safetensors.partial") &&
+            strcmp(n, "model.safetensors.index.json") && strcmp(n, "config.json"))
             continue;
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", dir, n);
@@ -492,6 +493,9 @@ static enum mk_status write_text(const char *dir, const char *name, const char *
 
 static enum mk_status copy_file(const char *src, const char *dst)
 {
+    struct stat a, b;
+    if (stat(src, &a) == 0 && stat(dst, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+        return MK_OK; /* --tokenizer DIR --out DIR: already in place */
     FILE *in = fopen(src, "rb");
     if (!in) return mk_error(MK_ERR_IO, "%s: cannot open: %s", src, strerror(errno));
     FILE *out = fopen(dst, "wb");
