@@ -62,28 +62,42 @@ def mixed(r, n):
     return "".join(out)
 
 
-def time_mk(binary, tokdir, text, repeat):
+def split_docs(text, size=2000):
+    """Cut the text into documents of about `size` characters, at spaces."""
+    docs, at = [], 0
+    while at < len(text):
+        end = text.find(" ", at + size)
+        end = len(text) if end < 0 else end
+        docs.append(text[at:end])
+        at = end
+    return docs
+
+
+def time_mk(binary, tokdir, text, repeat, docs=None):
     def cpu():
         u = resource.getrusage(resource.RUSAGE_CHILDREN)
         return u.ru_utime + u.ru_stime
 
+    args = [binary, "tokenize", "--tokenizer", tokdir] + (["--jsonl"] if docs else [])
+
     def run(inp):
         t = cpu()
-        r = subprocess.run([binary, "tokenize", "--tokenizer", tokdir], input=inp,
-                           capture_output=True)
+        r = subprocess.run(args, input=inp, capture_output=True)
         dt = cpu() - t
         if r.returncode:
             sys.exit(f"mk tokenize failed: {r.stderr.decode()[:300]}")
         return dt, r.stdout
     load = min(run(b"")[0] for _ in range(repeat))
     best, out = None, None
+    inp = ("".join(json.dumps(d) + "\n" for d in docs) if docs else text).encode()
     for _ in range(repeat):
-        dt, out = run(text.encode())
+        dt, out = run(inp)
         best = dt if best is None else min(best, dt)
-    return max(best - load, 1e-9), load, json.loads(out)
+    ids = [i for line in out.decode().split("\n")[:-1] for i in json.loads(line)]
+    return max(best - load, 1e-9), load, ids
 
 
-def time_hf(tokdir, text, repeat):
+def time_hf(tokdir, text, repeat, docs=None):
     t = time.process_time()
     tk = Tokenizer.from_file(os.path.join(tokdir, "tokenizer.json"))
     load = time.process_time() - t
@@ -91,7 +105,10 @@ def time_hf(tokdir, text, repeat):
     best, ids = None, None
     for _ in range(repeat):
         t = time.process_time()
-        ids = tk.encode(text, add_special_tokens=False).ids
+        if docs:
+            ids = [i for d in docs for i in tk.encode(d, add_special_tokens=False).ids]
+        else:
+            ids = tk.encode(text, add_special_tokens=False).ids
         dt = time.process_time() - t
         best = dt if best is None else min(best, dt)
     return best, load, ids
@@ -104,7 +121,9 @@ def same_up_to_nfc(tokdir, text, ids):
         return False
     tk.normalizer = None
     tk.encode_special_tokens = True
-    return tk.encode(unicodedata.normalize("NFC", text), add_special_tokens=False).ids == ids
+    docs = split_docs(text)
+    return [i for d in docs for i in tk.encode(unicodedata.normalize("NFC", d),
+                                               add_special_tokens=False).ids] == ids
 
 
 def main():
@@ -117,19 +136,23 @@ def main():
     r = random.Random(42)
     n = int(a.mb * 1e6)
     texts = {"english": english(r, n), "code": code(r, n), "mixed-unicode": mixed(r, n)}
-    print(f"{'tokenizer':9} {'text':14} {'MB':>5} {'mk MB/s':>8} {'HF MB/s':>8} {'speedup':>7}  ids")
+    print(f"{'tokenizer':9} {'text':14} {'input':10} {'MB':>5} {'mk MB/s':>8} {'HF MB/s':>8} "
+          f"{'speedup':>7}  ids")
     loads = {}
     for name in ("qwen3", "llama3"):
         tokdir = os.path.join(ROOT, "data", "tokenizers", name)
         for kind, text in texts.items():
             mb = len(text.encode()) / 1e6
-            t_mk, l_mk, ids_mk = time_mk(binary, tokdir, text, a.repeat)
-            t_hf, l_hf, ids_hf = time_hf(tokdir, text, a.repeat)
-            loads[name] = (l_mk, l_hf)
-            same = "identical" if ids_mk == ids_hf else \
-                "identical*" if same_up_to_nfc(tokdir, text, ids_mk) else "DIFFER"
-            print(f"{name:9} {kind:14} {mb:5.1f} {mb / t_mk:8.1f} {mb / t_hf:8.1f} "
-                  f"{t_hf / t_mk:6.2f}x  {same} ({len(ids_mk)} ids)")
+            # 2 KB documents (mk: one --jsonl process, HF: encode per document), and the
+            # whole text as one string (HF is much slower on one huge string).
+            for form, docs in (("2KB docs", split_docs(text)), ("one string", None)):
+                t_mk, l_mk, ids_mk = time_mk(binary, tokdir, text, a.repeat, docs)
+                t_hf, l_hf, ids_hf = time_hf(tokdir, text, a.repeat, docs)
+                loads[name] = (l_mk, l_hf)
+                same = "identical" if ids_mk == ids_hf else \
+                    "identical*" if docs and same_up_to_nfc(tokdir, text, ids_mk) else "DIFFER"
+                print(f"{name:9} {kind:14} {form:10} {mb:5.1f} {mb / t_mk:8.1f} {mb / t_hf:8.1f} "
+                      f"{t_hf / t_mk:6.2f}x  {same} ({len(ids_mk)} ids)", flush=True)
     for name, (l_mk, l_hf) in loads.items():
         print(f"load {name} (CPU): mk process (load + exit) {l_mk * 1000:.0f} ms, "
               f"HF Tokenizer.from_file {l_hf * 1000:.0f} ms")
