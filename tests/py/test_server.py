@@ -28,6 +28,7 @@ KEY = "sk-test-key"
 MARK = "ZQXJV"  # planted in bad requests: no error message may contain it
 START_S = 120   # liveness bounds, generous: the ASan build on a busy 2-core machine
 LIVE_S = 120
+FUZZ_MAX_BODY = 65536
 _servers = {}
 
 
@@ -108,7 +109,7 @@ def server(kind="main"):
     if kind not in _servers:
         flags = {"main": [],
                  "small": ["--max-batch", 1, "--max-queue", 1, "--api-key", KEY],
-                 "fuzz": ["--timeout", 1, "--max-ctx", 256, "--max-body", 65536]}[kind]
+                 "fuzz": ["--timeout", 1, "--max-ctx", 256, "--max-body", FUZZ_MAX_BODY]}[kind]
         _servers[kind] = Server(kind, *flags)
     return _servers[kind]
 
@@ -588,6 +589,10 @@ def fuzz_bodies_and_headers():
             headers["Authorization"] = rng.choice(["Bearer", "Bearer \u00ff" * 3, "x" * 2000])
         if rng.random() < 0.05:
             headers["X-Big"] = "y" * 100000
+        if len(body) > FUZZ_MAX_BODY:  # refused before it is read: ask without sending it
+            out = raw_exchange(s.port, f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+            check(out.startswith(b"HTTP/1.1 413 "), f"request {i}: {out[:60]!r}")
+            continue
         try:
             status, _, resp = s.request("POST", path, body, {k: v.encode("latin-1", "replace").decode("latin-1")
                                                              for k, v in headers.items()})
