@@ -122,9 +122,18 @@ $(BUILD)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) $(RPATH) -o $@
 
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRC)
+# libFuzzer targets: the parsers are compiled once with clang's fuzzer instrumentation.
+FUZZ_FLAGS := $(CSTD) -O1 -g $(INCS) -fsanitize=fuzzer-no-link,address,undefined
+FUZZ_OBJ   := $(FUZZ_LIB_SRC:%.c=$(BUILD)/fuzz/obj/%.o)
+$(BUILD)/fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(CSTD) -O1 -g $(INCS) -fsanitize=fuzzer,address,undefined $< $(FUZZ_LIB_SRC) \
+	@echo '  FUZZCC  $<'
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_OBJ)
+	@mkdir -p $(dir $@)
+	@echo '  FUZZ    $@'
+	$(Q)$(FUZZ_CC) $(CSTD) -O1 -g $(INCS) -fsanitize=fuzzer,address,undefined $< $(FUZZ_OBJ) \
 	    $(STATIC_LIBS) -lm -lpthread -o $@
 
 # Copy libmicrohttpd and the TLS libraries it pulls in next to the binaries, so the
