@@ -213,12 +213,32 @@ static enum mk_status normalized_piece(const struct mk_tokenizer *t, const char 
                                    : split_and_bpe(t, s, n, out);
 }
 
-/* Code points below U+0300 are always NFC (nothing before the combining marks composes
- * or decomposes), so text whose bytes are all < 0xCC needs no normalization. */
+/* True when NFC leaves s unchanged for sure: every character lies in a range whose
+ * characters have no canonical decomposition, combining class 0 and never compose with
+ * a neighbour (NFC_Quick_Check=Yes, ccc=0). Below U+0300 nothing decomposes or combines;
+ * the other ranges are common scripts (Cyrillic letters, CJK, kana, Hangul syllables,
+ * fullwidth forms). Anything else goes through utf8proc. */
+static bool stable_cp(uint32_t c)
+{
+    return c < 0x300 || (c >= 0x400 && c <= 0x482) || (c >= 0x48A && c <= 0x4FF) ||
+           (c >= 0x3000 && c <= 0x3029) || (c >= 0x3041 && c <= 0x3096) ||
+           (c >= 0x30A1 && c <= 0x30FA) || (c >= 0x4E00 && c <= 0x9FFF) ||
+           (c >= 0xAC00 && c <= 0xD7A3) || (c >= 0xFF01 && c <= 0xFF5E);
+}
+
 static bool trivially_nfc(const char *s, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] >= 0xCC) return false;
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        if (u[i] < 0xCC) { /* a lead byte below 0xCC starts a character below U+0300 */
+            i++;
+            continue;
+        }
+        uint32_t cp;
+        size_t k = mk__utf8_decode(u + i, n - i, &cp);
+        if (!k || !stable_cp(cp)) return false;
+        i += k;
+    }
     return true;
 }
 
