@@ -4,7 +4,9 @@
  * pre-tokenizer with the file's own regex, ByteLevel, BPE without dropout/unk).
  *
  * Encode pipeline (as in HF): added tokens are split off first (honouring lstrip,
- * rstrip, single_word, normalized; special ones only when allowed), then each other
+ * rstrip, single_word, normalized; special ones only when allowed; leftmost-longest
+ * match like HF's Aho-Corasick; single_word's "word character" is a Unicode letter,
+ * digit or '_'), then each other
  * piece is NFC-normalized (if the file says so), split by the regex, mapped to the
  * byte-level alphabet and merged by BPE rank. The post-processor (BOS) is NOT applied
  * by mk_tokenizer_encode: callers that want HF's `add_special_tokens=True` behaviour
@@ -14,6 +16,10 @@
  * naming the byte offset of the first bad byte ("text: invalid UTF-8 at byte N");
  * nothing is appended. (HF's Python API cannot take invalid UTF-8 at all.) Embedded
  * NUL bytes are valid text.
+ *
+ * NFC uses utf8proc's Unicode tables. HF's normalizer orders a few combining marks
+ * newer than its own tables differently (e.g. U+034D U+09FE); there the ids follow
+ * the Unicode standard, not HF (2 of 20,000 random oracle strings).
  *
  * Decoding yields bytes; where the ids' bytes are not valid UTF-8, mk_tokenizer_decode
  * replaces each maximal invalid subsequence with U+FFFD, exactly like HF's ByteLevel
