@@ -339,6 +339,45 @@ static void test_chat_options(void)
     CHECK(mk_tokenizer_chat_render(qwen, &bad8, 1, &o, &out, &n) == MK_ERR_ARG);
 }
 
+/* Llama 3.1 family (detected from the template text): system block with the knowledge
+ * cutoff and date first, the system message trimmed into it. Expected text written from
+ * the official 3.1 template (no oracle file for 3.1 in data/). */
+static void test_llama31_system_block(void)
+{
+    FILE *f = fopen(LLAMA3 "/tokenizer.json", "rb");
+    CHECK(f != NULL);
+    if (!f) return;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    rewind(f);
+    char *text = malloc((size_t)n);
+    CHECK(fread(text, 1, (size_t)n, f) == (size_t)n);
+    fclose(f);
+    const char *cfg = "{\"bos_token\": \"<|begin_of_text|>\", \"eos_token\": \"<|eot_id|>\", "
+                      "\"chat_template\": \"<|start_header_id|> Cutting Knowledge Date\"}";
+    struct mk_tokenizer *t = NULL;
+    CHECK_OK(mk_tokenizer_load_json(text, (size_t)n, cfg, strlen(cfg), "llama31", &t));
+    free(text);
+    if (!t) return;
+    CHECK(mk_tokenizer_chat_family(t) == MK_CHAT_LLAMA31);
+    struct mk_chat_msg m[] = {{"system", "  Be brief. "}, {"user", "hi "}};
+    struct mk_chat_opts o = {.add_generation_prompt = true, .date_string = "01 Jan 2026"};
+    char *out;
+    CHECK_OK(mk_tokenizer_chat_render(t, m, 2, &o, &out, NULL));
+    CHECKF(!strcmp(out, "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
+                        "Cutting Knowledge Date: December 2023\nToday Date: 01 Jan 2026\n\n"
+                        "Be brief.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|>"
+                        "<|start_header_id|>assistant<|end_header_id|>\n\n"), "%s", out);
+    free(out);
+    o.date_string = NULL;
+    CHECK_OK(mk_tokenizer_chat_render(t, m + 1, 1, &o, &out, NULL));
+    CHECKF(strstr(out, "Today Date: 26 Jul 2024\n\n<|eot_id|><|start_header_id|>user"), "%s", out);
+    free(out);
+    struct mk_chat_msg tool = {"tool", "42"};
+    CHECK(mk_tokenizer_chat_render(t, &tool, 1, &o, &out, NULL) == MK_ERR_UNSUPPORTED);
+    mk_tokenizer_free(t);
+}
+
 int main(void)
 {
     RUN(test_merge_formats_agree);
@@ -349,6 +388,7 @@ int main(void)
     RUN(test_stream_never_splits_characters);
     RUN(test_stream_invalid_and_flush);
     RUN(test_chat_options);
+    RUN(test_llama31_system_block);
     mk_tokenizer_free(qwen);
     mk_tokenizer_free(llama);
     CHECK_EXIT();
