@@ -1,6 +1,8 @@
 /* Tokenizer helpers: hashing, UTF-8 scanning, the GPT-2 byte alphabet, byte buffers. */
 #include "tok_internal.h"
 
+#include <pthread.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,20 +42,23 @@ uint32_t mk__tok_byte_char(uint8_t b)
     return 256 + k;
 }
 
+/* The k-th non-printable byte, for k = cp - 256 (load calls this per character). */
+static uint8_t nonprint_byte[68];
+static pthread_once_t nonprint_once = PTHREAD_ONCE_INIT;
+
+static void nonprint_init(void)
+{
+    unsigned k = 0;
+    for (unsigned x = 0; x < 256; x++)
+        if (!byte_is_printable(x)) nonprint_byte[k++] = (uint8_t)x;
+}
+
 int mk__tok_char_byte(uint32_t cp)
 {
     if (cp < 256) return byte_is_printable(cp) ? (int)cp : -1;
     if (cp >= 256 + 68) return -1;
-    /* the k-th non-printable byte, k = cp - 256: computed once (load is hot on this) */
-    static const uint8_t *table;
-    static uint8_t storage[68];
-    if (!__atomic_load_n(&table, __ATOMIC_ACQUIRE)) {
-        unsigned k = 0;
-        for (unsigned x = 0; x < 256; x++)
-            if (!byte_is_printable(x)) storage[k++] = (uint8_t)x;
-        __atomic_store_n(&table, storage, __ATOMIC_RELEASE);
-    }
-    return table[cp - 256];
+    pthread_once(&nonprint_once, nonprint_init);
+    return nonprint_byte[cp - 256];
 }
 
 /* Longest prefix of s[0..n) that is the start of a valid UTF-8 character (Unicode's
