@@ -205,6 +205,12 @@ enum mk_status mk_plan_load(const char *path, struct mk_plan **out);
 enum mk_status mk_plan_dump_json(const struct mk_plan *p, FILE *f);
 enum mk_status mk_plan_dump_dot(const struct mk_plan *p, FILE *f);
 
+/* (Re)compute the per-SM programs and predicted_step_ns of p from task times: task_ns
+ * [n_tasks] (e.g. measured by the GPU profile: profile-guided plans) replaces
+ * task_cost_ns, or NULL keeps the cost model's. Tasks, events and buffers are unchanged;
+ * the result passes mk_plan_check. MK_ERR_ARG for a negative or non-finite time. */
+enum mk_status mk_plan_schedule(struct mk_plan *p, const float *task_ns);
+
 /* Bytes of shared memory the tile model charges task `t` (activations, weight stages,
  * scratch); never above target.smem_per_block in a compiled plan. */
 uint32_t mk_plan_task_smem(const struct mk_plan *p, uint32_t t);
@@ -223,6 +229,7 @@ enum mk_status mk_plan_pack_weights(const struct mk_plan *p, const struct mk_saf
  *       (+pad): the shared-memory contract of linears (K processed in passes of at most
  *       act_chunk); SAMPLE covers sequences [r0, r1) (one task per sequence);
  *       mk_plan_task_smem, mk_plan_pack_weights.
+ *   v1  (issue 6, additive) mk_plan_schedule: reschedule a plan with measured task times.
  */
 
 #ifdef __cplusplus

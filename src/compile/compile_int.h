@@ -2,7 +2,7 @@
  *   fuse.c   graph -> fused ops (struct fop), plan weights, buffers
  *   tile.c   shared-memory / cost model; fused ops -> tasks with their access ranges
  *   deps.c   access ranges -> exact dependencies -> events, waits, signals
- *   sched.c  critical-path list scheduling + local improvement -> per-SM programs
+ *   sched.c  mk_plan_schedule: list scheduling + local improvement -> per-SM programs
  *   plan.c   the driver: memory plan and the finished struct mk_plan
  */
 #ifndef MK_COMPILE_INT_H
@@ -61,9 +61,6 @@ struct cstate {
     uint32_t *signals;
     uint32_t n_signals;
     uint32_t *wait_first, *wait_count, *sig_first, *sig_count; /* [n_tasks] */
-    /* schedule (sched.c) */
-    uint32_t *prog_start, *prog_tasks;
-    double step_ns;
 };
 
 /* Resource ids beyond the buffers. */
@@ -79,18 +76,11 @@ enum mk_status cs_grow(void **arr, uint32_t *cap, uint32_t n, size_t sz);
 enum mk_status cs_fuse(struct cstate *c, const struct mk_graph *g);
 enum mk_status cs_tile(struct cstate *c);
 enum mk_status cs_deps(struct cstate *c);
-enum mk_status cs_schedule(struct cstate *c);
 
 /* Shared-memory bytes of a task under the contract (tile.c); used by the compiler and
  * by mk_plan_task_smem. */
 uint32_t tile_task_smem(const struct mk_config *cfg, const struct mk_target *tgt,
                         uint32_t act_chunk, uint32_t weight_stages, uint32_t stage_bytes,
                         const struct mk_task *t, uint32_t K);
-
-/* Simulate programs + costs (no cross-step overlap): predicted step time in ns. sm_of
- * and per-SM busy time are optional outputs. */
-double sched_simulate(uint32_t n_tasks, const float *cost, const uint32_t *prog_start,
-                      const uint32_t *prog_tasks, int sm_count, double sync_ns,
-                      const uint32_t *dep_start, const uint32_t *deps, double *busy);
 
 #endif

@@ -1,5 +1,5 @@
 /* The compiler driver: config + target -> graph -> fused ops -> tasks -> dependencies ->
- * schedule -> memory plan -> struct mk_plan. */
+ * memory plan -> struct mk_plan -> schedule (mk_plan_schedule, sched.c). */
 #include "compile_int.h"
 
 #include <stdlib.h>
@@ -95,7 +95,7 @@ static void cstate_free(struct cstate *c)
     free(c->fops); free(c->weights); free(c->buffers); free(c->tasks); free(c->task_fop);
     free(c->cost); free(c->smem); free(c->acc); free(c->acc_start); free(c->events);
     free(c->waits); free(c->signals); free(c->wait_first); free(c->wait_count);
-    free(c->sig_first); free(c->sig_count); free(c->prog_start); free(c->prog_tasks);
+    free(c->sig_first); free(c->sig_count);
 }
 
 /* Move the compiler's tables into a plan (the task table gets its wait/signal ranges). */
@@ -125,10 +125,7 @@ static enum mk_status finish(struct cstate *c, struct mk_plan *p)
     p->events = c->events; c->events = NULL;
     p->buffers = c->buffers; c->buffers = NULL;
     p->weights = c->weights; c->weights = NULL;
-    p->prog_start = c->prog_start; c->prog_start = NULL;
-    p->prog_tasks = c->prog_tasks; c->prog_tasks = NULL;
     p->task_cost_ns = c->cost; c->cost = NULL;
-    p->predicted_step_ns = c->step_ns;
     p->act_chunk = c->act_chunk;
     p->weight_stages = c->weight_stages;
     p->stage_bytes = c->stage_bytes;
@@ -150,10 +147,10 @@ enum mk_status mk_plan_compile(const struct mk_config *cfg, const struct mk_targ
     mk_graph_free(g);
     if (!s) s = cs_tile(&c);
     if (!s) s = cs_deps(&c);
-    if (!s) s = cs_schedule(&c);
     if (!s) memory_plan(&c, p);
     if (!s) s = finish(&c, p);
     cstate_free(&c);
+    if (!s) s = mk_plan_schedule(p, NULL);
     if (s) {
         mk_plan_free(p);
         return s;

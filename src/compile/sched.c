@@ -1,20 +1,47 @@
-/* The schedule: assign tasks to SMs and order each SM's program.
+/* The schedule: assign tasks to SMs and order each SM's program (mk_plan_schedule).
  *
- * Model: an SM runs its program in order; a task starts when its SM is free and every
- * same-step producer has finished, plus target.sync_ns when the producer ran on another
- * SM (store -> release -> acquire -> reload); it then takes task_cost_ns.
+ * Model: an SM runs its program in order; a task starts when its SM is free and, if it
+ * waits on same-step events, target.sync_ns after the last producer of those events
+ * finished (release -> L2 -> acquire poll -> activation reload; it costs the same when
+ * the producer ran on the same SM, since the counter still goes through L2); it then
+ * takes task_cost_ns. Previous-step waits are ignored (the step is timed alone).
  *
- * Search: critical-path list scheduling (HEFT): tasks in decreasing upward rank (cost +
- * the longest chain of successors, sync included), each placed on the SM where it
- * starts earliest (ties: lowest SM). Task ids are a topological order (the dependency
- * pass only makes a task wait on earlier ones), and ranks strictly decrease along
- * edges, so every program is a subsequence of one global topological order: no
- * deadlock is possible (mk_plan_check verifies it anyway).
+ * Search:
+ * 1. critical-path list scheduling (HEFT): tasks in decreasing upward rank (cost + the
+ *    longest chain of successors, sync included), each placed on an SM that is free by
+ *    the time its inputs are ready (the latest such: best fit, keeping early-free SMs for
+ *    others) or else on the earliest-free SM;
+ * 2. local improvement: walk the critical path of the simulated schedule; a task on it
+ *    that waited for its SM (not for its inputs) is moved to the other SM that was free
+ *    earliest at its turn; the move is kept when the predicted step time drops. Repeat
+ *    until no such move helps or the budget (a fixed number of simulations, scaled so an
+ *    8B plan stays well under a second) is spent.
+ * Every program is a subsequence of ONE global order (the rank order) which is
+ * topological (ranks strictly decrease along edges; task ids are topological too), so no
+ * program order can deadlock whatever SM a task moves to (mk_plan_check verifies it).
  */
 #include "compile_int.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+enum { SIM_BUDGET_STEPS = 40000000 }; /* task + wait + signal visits over all simulations */
+
+struct sched {
+    const struct mk_plan *p;
+    uint32_t n, S;
+    double sync;
+    const float *cost;
+    uint32_t *order;      /* global order: order[i] = task */
+    uint32_t *sm;         /* [n] */
+    /* simulation outputs */
+    double *fin, *start, *ev_done, *free_at;
+    uint32_t *prev_on_sm; /* [n]: the task before on its SM, or UINT32_MAX */
+    uint32_t *bind;       /* [n]: the producer that made it wait, UINT32_MAX for none */
+    uint32_t *alt;        /* [n]: the other SM free earliest at its turn */
+    uint32_t *last_on_sm, *ev_last; /* [S], [n_events] */
+};
 
 struct order_key { double rank; uint32_t t; };
 
@@ -25,159 +52,193 @@ static int cmp_rank(const void *a, const void *b)
     return (x->t > y->t) - (x->t < y->t);
 }
 
-/* Same-step predecessors of every task: the producers of its step_offset 0 waits. */
-static enum mk_status preds(const struct cstate *c, uint32_t **start_out, uint32_t **list_out)
+/* Ready time of t from the events it waits on (same step), and the producer binding it. */
+static double ready_time(const struct sched *s, uint32_t t, uint32_t *bind)
 {
-    uint32_t n = c->n_tasks;
-    uint32_t *ev_start = calloc(c->n_events + 1, sizeof *ev_start);
-    uint32_t *ev_prod = calloc(c->n_signals + 1, sizeof *ev_prod);
-    uint32_t *start = calloc(n + 1, sizeof *start);
-    if (!ev_start || !ev_prod || !start) {
-        free(ev_start); free(ev_prod); free(start);
-        return mk_error(MK_ERR_NOMEM, "compile: out of memory");
+    const struct mk_task *k = &s->p->tasks[t];
+    double ready = 0;
+    *bind = UINT32_MAX;
+    for (uint32_t w = 0; w < k->n_wait; w++) {
+        const struct mk_wait *wt = &s->p->waits[k->wait_first + w];
+        if (wt->step_offset) continue;
+        double r = s->ev_done[wt->event] + s->sync;
+        if (r > ready || *bind == UINT32_MAX) { ready = r; *bind = s->ev_last[wt->event]; }
     }
-    for (uint32_t e = 0; e < c->n_events; e++) ev_start[e + 1] = ev_start[e] + c->events[e].per_step;
-    uint32_t *fill = calloc(c->n_events + 1, sizeof *fill);
-    uint64_t total = 0;
-    for (uint32_t t = 0; t < n; t++)
-        for (uint32_t i = 0; i < c->wait_count[t]; i++) {
-            const struct mk_wait *w = &c->waits[c->wait_first[t] + i];
-            if (w->step_offset == 0) total += c->events[w->event].per_step;
-        }
-    uint32_t *list = calloc(total + 1, sizeof *list);
-    if (!fill || !list) {
-        free(ev_start); free(ev_prod); free(start); free(fill); free(list);
-        return mk_error(MK_ERR_NOMEM, "compile: out of memory");
+    return ready;
+}
+
+static void finish_task(struct sched *s, uint32_t t, uint32_t sm, double st)
+{
+    const struct mk_task *k = &s->p->tasks[t];
+    s->start[t] = st;
+    s->fin[t] = st + s->cost[t];
+    s->prev_on_sm[t] = s->last_on_sm[sm];
+    s->last_on_sm[sm] = t;
+    s->free_at[sm] = s->fin[t];
+    for (uint32_t j = 0; j < k->n_signal; j++) {
+        uint32_t e = s->p->signals[k->signal_first + j];
+        if (s->fin[t] >= s->ev_done[e]) { s->ev_done[e] = s->fin[t]; s->ev_last[e] = t; }
     }
-    for (uint32_t t = 0; t < n; t++)
-        for (uint32_t i = 0; i < c->sig_count[t]; i++) {
-            uint32_t e = c->signals[c->sig_first[t] + i];
-            ev_prod[ev_start[e] + fill[e]++] = t;
+}
+
+static void sim_reset(struct sched *s)
+{
+    for (uint32_t i = 0; i < s->S; i++) { s->free_at[i] = 0; s->last_on_sm[i] = UINT32_MAX; }
+    for (uint32_t e = 0; e < s->p->n_events; e++) { s->ev_done[e] = 0; s->ev_last[e] = UINT32_MAX; }
+}
+
+/* Times of the current assignment, in one pass over the global order; returns the
+ * makespan and the last task to finish. */
+static double simulate(struct sched *s, uint32_t *last)
+{
+    sim_reset(s);
+    double makespan = 0;
+    for (uint32_t i = 0; i < s->n; i++) {
+        uint32_t t = s->order[i], sm = s->sm[t], early = UINT32_MAX;
+        double ready = ready_time(s, t, &s->bind[t]);
+        for (uint32_t j = 0; j < s->S; j++) /* the best other SM */
+            if (j != sm && (early == UINT32_MAX || s->free_at[j] < s->free_at[early])) early = j;
+        s->alt[t] = early == UINT32_MAX ? sm : early;
+        if (s->free_at[sm] > ready) s->bind[t] = UINT32_MAX; /* waited for its SM */
+        finish_task(s, t, sm, fmax(ready, s->free_at[sm]));
+        if (s->fin[t] >= makespan) { makespan = s->fin[t]; *last = t; }
+    }
+    return makespan;
+}
+
+/* 1. HEFT. */
+static enum mk_status list_schedule(struct sched *s)
+{
+    const struct mk_plan *p = s->p;
+    struct order_key *ord = calloc(s->n, sizeof *ord);
+    double *rank_ev = calloc(p->n_events + 1, sizeof *rank_ev);
+    if (!ord || !rank_ev) {
+        free(ord);
+        free(rank_ev);
+        return mk_error(MK_ERR_NOMEM, "schedule: out of memory");
+    }
+    for (uint32_t t = s->n; t-- > 0;) { /* ids are topological: consumers come later */
+        const struct mk_task *k = &p->tasks[t];
+        double r = 0;
+        for (uint32_t j = 0; j < k->n_signal; j++) {
+            double c = rank_ev[p->signals[k->signal_first + j]];
+            if (c > 0 && c + s->sync > r) r = c + s->sync;
         }
-    uint32_t at = 0;
-    for (uint32_t t = 0; t < n; t++) {
-        start[t] = at;
-        for (uint32_t i = 0; i < c->wait_count[t]; i++) {
-            const struct mk_wait *w = &c->waits[c->wait_first[t] + i];
-            if (w->step_offset != 0) continue;
-            for (uint32_t j = ev_start[w->event]; j < ev_start[w->event + 1]; j++)
-                list[at++] = ev_prod[j];
+        ord[t] = (struct order_key){s->cost[t] + r, t};
+        for (uint32_t w = 0; w < k->n_wait; w++) {
+            const struct mk_wait *wt = &p->waits[k->wait_first + w];
+            if (!wt->step_offset && ord[t].rank > rank_ev[wt->event]) rank_ev[wt->event] = ord[t].rank;
         }
     }
-    start[n] = at;
-    free(ev_start);
-    free(ev_prod);
-    free(fill);
-    *start_out = start;
-    *list_out = list;
+    qsort(ord, s->n, sizeof *ord, cmp_rank);
+    sim_reset(s);
+    for (uint32_t i = 0; i < s->n; i++) {
+        uint32_t t = ord[i].t, bind, fit = UINT32_MAX, early = 0;
+        s->order[i] = t;
+        double ready = ready_time(s, t, &bind);
+        for (uint32_t j = 0; j < s->S; j++) {
+            if (s->free_at[j] < s->free_at[early]) early = j;
+            if (s->free_at[j] <= ready && (fit == UINT32_MAX || s->free_at[j] > s->free_at[fit])) fit = j;
+        }
+        s->sm[t] = fit != UINT32_MAX ? fit : early;
+        finish_task(s, t, s->sm[t], fmax(ready, s->free_at[s->sm[t]]));
+    }
+    free(ord);
+    free(rank_ev);
     return MK_OK;
 }
 
-double sched_simulate(uint32_t n_tasks, const float *cost, const uint32_t *prog_start,
-                      const uint32_t *prog_tasks, int sm_count, double sync_ns,
-                      const uint32_t *dep_start, const uint32_t *deps, double *busy)
+/* 2. Local improvement along the critical path. */
+static double improve(struct sched *s)
 {
-    double *finish = malloc((n_tasks + 1) * sizeof *finish);
-    int *sm_of = malloc((n_tasks + 1) * sizeof *sm_of);
-    uint32_t *pc = calloc((size_t)sm_count, sizeof *pc);
-    double *free_at = calloc((size_t)sm_count, sizeof *free_at);
-    MK_ASSERT(finish && sm_of && pc && free_at);
-    for (uint32_t t = 0; t < n_tasks; t++) finish[t] = -1;
-    for (int s = 0; s < sm_count; s++)
-        for (uint32_t i = prog_start[s]; i < prog_start[s + 1]; i++) sm_of[prog_tasks[i]] = s;
-    uint32_t done = 0;
-    bool progress = true;
-    while (done < n_tasks && progress) {
-        progress = false;
-        for (int s = 0; s < sm_count; s++)
-            while (prog_start[s] + pc[s] < prog_start[s + 1]) {
-                uint32_t t = prog_tasks[prog_start[s] + pc[s]];
-                double ready = free_at[s];
-                bool ok = true;
-                for (uint32_t j = dep_start[t]; j < dep_start[t + 1] && ok; j++) {
-                    uint32_t p = deps[j];
-                    if (finish[p] < 0) ok = false;
-                    else {
-                        double r = finish[p] + (sm_of[p] == s ? 0 : sync_ns);
-                        if (r > ready) ready = r;
-                    }
+    const struct mk_plan *p = s->p;
+    uint64_t visit = (uint64_t)s->n + p->n_waits + p->n_signals + 1;
+    int64_t sims_left = (int64_t)(SIM_BUDGET_STEPS / visit);
+    uint32_t last;
+    double best = simulate(s, &last);
+    bool moved = true;
+    while (moved && sims_left > 0) {
+        moved = false;
+        /* the critical path, latest first: SM waits are move candidates */
+        for (uint32_t t = last; t != UINT32_MAX && sims_left > 0;) {
+            uint32_t next = s->bind[t] != UINT32_MAX ? s->bind[t] : s->prev_on_sm[t];
+            if (s->bind[t] == UINT32_MAX && s->prev_on_sm[t] != UINT32_MAX && s->alt[t] != s->sm[t]) {
+                uint32_t from = s->sm[t];
+                s->sm[t] = s->alt[t];
+                uint32_t l2;
+                double m = simulate(s, &l2);
+                sims_left--;
+                if (m < best - 1e-6) {
+                    best = m;
+                    last = l2;
+                    moved = true;
+                    break; /* the critical path changed: walk the new one */
                 }
-                if (!ok) break;
-                finish[t] = ready + cost[t];
-                free_at[s] = finish[t];
-                if (busy) busy[s] += cost[t];
-                pc[s]++;
-                done++;
-                progress = true;
+                s->sm[t] = from;
             }
+            t = next;
+        }
+        if (!moved) break;
     }
-    double makespan = 0;
-    for (int s = 0; s < sm_count; s++) if (free_at[s] > makespan) makespan = free_at[s];
-    free(finish);
-    free(sm_of);
-    free(pc);
-    free(free_at);
-    return done == n_tasks ? makespan : -1.0;
+    return simulate(s, &last);
 }
 
-enum mk_status cs_schedule(struct cstate *c)
+static enum mk_status write_programs(struct sched *s, struct mk_plan *p)
 {
-    uint32_t n = c->n_tasks, S = (uint32_t)c->tgt.sm_count;
-    double sync = c->tgt.sync_ns;
-    uint32_t *ps = NULL, *pl = NULL;
-    enum mk_status s = preds(c, &ps, &pl);
-    if (s) return s;
-    struct order_key *ord = calloc(n, sizeof *ord);
-    double *fin = calloc(n, sizeof *fin), *free_at = calloc(S, sizeof *free_at);
-    uint32_t *sm = calloc(n, sizeof *sm), *count = calloc(S + 1, sizeof *count);
-    c->prog_start = calloc(S + 1, sizeof *c->prog_start);
-    c->prog_tasks = calloc(n + 1, sizeof *c->prog_tasks);
-    if (!ord || !fin || !free_at || !sm || !count || !c->prog_start || !c->prog_tasks) {
-        s = mk_error(MK_ERR_NOMEM, "compile: out of memory");
-        goto out;
+    uint32_t *start = calloc(s->S + 1, sizeof *start), *tasks = malloc((s->n + 1) * sizeof *tasks);
+    uint32_t *fill = calloc(s->S, sizeof *fill);
+    if (!start || !tasks || !fill) {
+        free(start); free(tasks); free(fill);
+        return mk_error(MK_ERR_NOMEM, "schedule: out of memory");
     }
-    for (uint32_t t = 0; t < n; t++) ord[t] = (struct order_key){c->cost[t], t};
-    for (uint32_t t = n; t-- > 0;) /* ids are topological: successors are final */
-        for (uint32_t j = ps[t]; j < ps[t + 1]; j++) {
-            uint32_t p = pl[j];
-            double r = c->cost[p] + sync + ord[t].rank;
-            if (r > ord[p].rank) ord[p].rank = r;
-        }
-    qsort(ord, n, sizeof *ord, cmp_rank);
-    for (uint32_t k = 0; k < n; k++) {
-        uint32_t t = ord[k].t;
-        /* best1: latest (finish + sync) over producers, on SM s1; for s1 itself the
-         * producers there need no sync */
-        double best1 = 0, best2 = 0, fin_s1 = 0;
-        uint32_t s1 = S;
-        for (uint32_t j = ps[t]; j < ps[t + 1]; j++)
-            if (fin[pl[j]] + sync > best1) { best1 = fin[pl[j]] + sync; s1 = sm[pl[j]]; }
-        for (uint32_t j = ps[t]; j < ps[t + 1]; j++) {
-            uint32_t p = pl[j];
-            if (sm[p] != s1 && fin[p] + sync > best2) best2 = fin[p] + sync;
-            if (sm[p] == s1 && fin[p] > fin_s1) fin_s1 = fin[p];
-        }
-        uint32_t best_sm = 0;
-        double best_start = 0;
-        for (uint32_t i = 0; i < S; i++) {
-            double ready = i == s1 ? (best2 > fin_s1 ? best2 : fin_s1) : best1;
-            double st = free_at[i] > ready ? free_at[i] : ready;
-            if (i == 0 || st < best_start) { best_start = st; best_sm = i; }
-        }
-        sm[t] = best_sm;
-        fin[t] = best_start + c->cost[t];
-        free_at[best_sm] = fin[t];
-        count[best_sm + 1]++;
+    for (uint32_t t = 0; t < s->n; t++) start[s->sm[t] + 1]++;
+    for (uint32_t i = 0; i < s->S; i++) start[i + 1] += start[i];
+    for (uint32_t i = 0; i < s->n; i++) { /* global order within every program */
+        uint32_t t = s->order[i];
+        tasks[start[s->sm[t]] + fill[s->sm[t]]++] = t;
     }
-    for (uint32_t i = 0; i < S; i++) c->prog_start[i + 1] = c->prog_start[i] + count[i + 1];
-    memset(count, 0, (S + 1) * sizeof *count);
-    for (uint32_t k = 0; k < n; k++) {
-        uint32_t t = ord[k].t, i = sm[t];
-        c->prog_tasks[c->prog_start[i] + count[i]++] = t;
-    }
-    c->step_ns = sched_simulate(n, c->cost, c->prog_start, c->prog_tasks, (int)S, sync, ps, pl, NULL);
-    if (c->step_ns < 0) s = mk_error(MK_ERR_INTERNAL, "compile: schedule deadlocks");
-out:
-    free(ps); free(pl); free(ord); free(fin); free(free_at); free(sm); free(count);
-    return s;
+    free(fill);
+    free(p->prog_start);
+    free(p->prog_tasks);
+    p->prog_start = start;
+    p->prog_tasks = tasks;
+    return MK_OK;
+}
+
+enum mk_status mk_plan_schedule(struct mk_plan *p, const float *task_ns)
+{
+    if (task_ns)
+        for (uint32_t t = 0; t < p->n_tasks; t++)
+            if (!(task_ns[t] >= 0) || !isfinite(task_ns[t]))
+                return mk_error(MK_ERR_ARG, "schedule: task %u: time %g is not a finite "
+                                "number >= 0", t, (double)task_ns[t]);
+    for (uint32_t t = 0; t < p->n_tasks; t++) /* the walk needs topological ids */
+        for (uint32_t w = 0; w < p->tasks[t].n_wait; w++)
+            if (p->waits[p->tasks[t].wait_first + w].event >= p->n_events)
+                return mk_error(MK_ERR_FORMAT, "schedule: task %u: bad event", t);
+    if (task_ns) memcpy(p->task_cost_ns, task_ns, p->n_tasks * sizeof *task_ns);
+    struct sched s = {.p = p, .n = p->n_tasks, .S = (uint32_t)p->target.sm_count,
+                      .sync = p->target.sync_ns, .cost = p->task_cost_ns};
+    size_t n = s.n + 1, E = p->n_events + 1;
+    s.order = malloc(n * sizeof *s.order);
+    s.sm = calloc(n, sizeof *s.sm);
+    s.fin = calloc(n, sizeof *s.fin);
+    s.start = calloc(n, sizeof *s.start);
+    s.prev_on_sm = calloc(n, sizeof *s.prev_on_sm);
+    s.bind = calloc(n, sizeof *s.bind);
+    s.alt = calloc(n, sizeof *s.alt);
+    s.ev_done = calloc(E, sizeof *s.ev_done);
+    s.ev_last = calloc(E, sizeof *s.ev_last);
+    s.free_at = calloc(s.S, sizeof *s.free_at);
+    s.last_on_sm = calloc(s.S, sizeof *s.last_on_sm);
+    enum mk_status st = MK_OK;
+    if (!s.order || !s.sm || !s.fin || !s.start || !s.prev_on_sm || !s.bind || !s.alt ||
+        !s.ev_done || !s.ev_last || !s.free_at || !s.last_on_sm)
+        st = mk_error(MK_ERR_NOMEM, "schedule: out of memory");
+    if (!st) st = list_schedule(&s);
+    if (!st) p->predicted_step_ns = improve(&s);
+    if (!st) st = write_programs(&s, p);
+    free(s.order); free(s.sm); free(s.fin); free(s.start); free(s.prev_on_sm); free(s.bind);
+    free(s.alt); free(s.ev_done); free(s.ev_last); free(s.free_at); free(s.last_on_sm);
+    return st;
 }

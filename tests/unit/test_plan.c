@@ -283,6 +283,38 @@ static void checker_rejects_broken_plans(void)
     mk_plan_free(p);
 }
 
+/* Profile-guided rescheduling: measured times replace the model's; the predicted step
+ * is never below the busiest-SM bound (work / SMs) nor the longest task. */
+static void reschedule_with_measured_times(void)
+{
+    struct mk_config c = qwen3_06b();
+    c.n_layers = 4;
+    struct mk_target x = tgt(16, 1, 1024);
+    struct mk_plan *p = NULL;
+    CHECK_OK(mk_plan_compile(&c, &x, &p));
+    if (!p) return;
+    double work = 0, longest = 0;
+    for (uint32_t t = 0; t < p->n_tasks; t++) {
+        work += p->task_cost_ns[t];
+        if (p->task_cost_ns[t] > longest) longest = p->task_cost_ns[t];
+    }
+    CHECK(p->predicted_step_ns >= work / x.sm_count && p->predicted_step_ns >= longest);
+    double before = p->predicted_step_ns;
+    float *ns = malloc(p->n_tasks * sizeof *ns);
+    for (uint32_t t = 0; t < p->n_tasks; t++) /* attention 10x slower than modelled */
+        ns[t] = p->task_cost_ns[t] * (p->tasks[t].op == MK_TASK_ATTN_PARTIAL ? 10.0f : 1.0f);
+    CHECK_OK(mk_plan_schedule(p, ns));
+    CHECK_OK(mk_plan_check(p));
+    CHECK(p->task_cost_ns[0] == ns[0]);
+    CHECKF(p->predicted_step_ns > before, "%g vs %g", p->predicted_step_ns, before);
+    ns[3] = -1.0f;
+    CHECK(mk_plan_schedule(p, ns) == MK_ERR_ARG);
+    ns[3] = NAN;
+    CHECK(mk_plan_schedule(p, ns) == MK_ERR_ARG);
+    free(ns);
+    mk_plan_free(p);
+}
+
 /* ---- save / load / dumps ----------------------------------------------------------- */
 
 static bool same_plan(const struct mk_plan *a, const struct mk_plan *b)
@@ -416,6 +448,7 @@ int main(void)
     RUN(compile_time_qwen3_8b);
     RUN(bad_inputs_are_refused);
     RUN(checker_rejects_broken_plans);
+    RUN(reschedule_with_measured_times);
     RUN(save_load_round_trip_and_corruption);
     RUN(dumps_are_well_formed);
     CHECK_EXIT();
