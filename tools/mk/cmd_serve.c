@@ -111,9 +111,6 @@ static int make_backend(const struct opts *o, const struct mk_model *m, struct m
             return MK_EXIT_OK;
         if (!strcmp(o->backend, "gpu")) return fail("gpu backend: ");
         fprintf(stderr, "mk serve: gpu backend unavailable (%s); using the CPU reference\n", mk_errmsg());
-    } else if (!strcmp(o->backend, "gpu")) {
-        fprintf(stderr, "mk serve: --backend gpu: %s\n", mk_errmsg());
-        return MK_EXIT_NO_GPU;
     }
     return mk_backend_cpu_new(m, b) == MK_OK ? MK_EXIT_OK : fail("");
 }
@@ -165,6 +162,11 @@ int mk_cmd_serve(int argc, char **argv)
     struct opts o;
     int rc = parse_args(argc, argv, &o);
     if (rc != MK_EXIT_OK) return rc;
+    struct mk_gpu_info gi;
+    if (!strcmp(o.backend, "gpu") && mk_gpu_query(&gi) != MK_OK) {
+        fprintf(stderr, "mk serve: --backend gpu: %s\n", mk_errmsg());
+        return MK_EXIT_NO_GPU;
+    }
     char name[256];
     dir_name(o.dir, name, sizeof name);
     if (!o.name) o.name = name;
