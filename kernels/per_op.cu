@@ -1,0 +1,57 @@
+/* The per-op baseline's kernel (mk/per_op.h): the megakernel's task bodies, one fused op
+ * group per launch. Block i of a launch runs task order[first + i] of the plan once, at
+ * `step`, with no waits and no signals: the kernel boundary before it is the only
+ * synchronisation. Batch buckets NB as the megakernel's. Host entry points extern "C". */
+#include "tasks/attention.cuh"
+#include "tasks/linear.cuh"
+#include "tasks/token.cuh"
+
+#include <cuda_runtime.h>
+
+template <int NB>
+__global__ void __launch_bounds__(MK_GPU_THREADS, 1)
+mk_per_op_kernel(const __grid_constant__ struct mk_gpu_args a, const uint32_t *order,
+                 uint32_t first, int step)
+{
+    extern __shared__ __align__(16) char smem[];
+    const struct mk_task t = a.tasks[order[first + blockIdx.x]];
+    switch (t.op) {
+    case MK_TASK_EMBED: mk_task_embed(a, t); break;
+    case MK_TASK_NORM_LINEAR: mk_task_norm_linear<NB>(a, t, smem); break;
+    case MK_TASK_LINEAR_RESIDUAL: mk_task_linear_residual<NB>(a, t, smem); break;
+    case MK_TASK_NORM_GATE_UP: mk_task_norm_gate_up<NB>(a, t, smem); break;
+    case MK_TASK_QK_ROPE_KV: mk_task_qk_rope_kv(a, t, smem); break;
+    case MK_TASK_ATTN_PARTIAL: mk_task_attn_partial(a, t, smem); break;
+    case MK_TASK_ATTN_MERGE: mk_task_attn_merge(a, t); break;
+    case MK_TASK_LOGITS: mk_task_logits<NB>(a, t, smem); break;
+    case MK_TASK_SAMPLE: mk_task_sample(a, t, step, smem); break;
+    default: break; /* NOP */
+    }
+}
+
+typedef void (*mk_per_op_fn)(struct mk_gpu_args, const uint32_t *, uint32_t, int);
+
+static mk_per_op_fn mk_per_op_pick(int batch)
+{
+    if (batch <= 1) return mk_per_op_kernel<1>;
+    if (batch <= 2) return mk_per_op_kernel<2>;
+    if (batch <= 4) return mk_per_op_kernel<4>;
+    if (batch <= 8) return mk_per_op_kernel<8>;
+    return mk_per_op_kernel<16>;
+}
+
+/* Raise the dynamic shared-memory limit of this batch bucket's kernel. */
+extern "C" cudaError_t mk_per_op_prepare(int batch, int smem_bytes)
+{
+    return cudaFuncSetAttribute((const void *)mk_per_op_pick(batch),
+                                cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes);
+}
+
+/* One group: tasks order[first .. first + n) as the n blocks of one grid. */
+extern "C" cudaError_t mk_per_op_launch(const struct mk_gpu_args *a, const uint32_t *order,
+                                        uint32_t first, uint32_t n, int step, cudaStream_t s)
+{
+    mk_per_op_pick(a->batch)<<<n, MK_GPU_THREADS, (size_t)a->smem_bytes, s>>>(*a, order, first,
+                                                                               step);
+    return cudaGetLastError();
+}
