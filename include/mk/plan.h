@@ -201,6 +201,10 @@ enum mk_status mk_plan_check(const struct mk_plan *p);
 /* Versioned, checksummed binary save / load. */
 enum mk_status mk_plan_save(const struct mk_plan *p, const char *path);
 enum mk_status mk_plan_load(const char *path, struct mk_plan **out);
+/* The same from memory (`what` names the source in messages): magic, version, sizes,
+ * lengths, checksum, then mk_plan_check. */
+enum mk_status mk_plan_parse(const void *data, size_t len, const char *what,
+                             struct mk_plan **out);
 
 enum mk_status mk_plan_dump_json(const struct mk_plan *p, FILE *f);
 enum mk_status mk_plan_dump_dot(const struct mk_plan *p, FILE *f);
@@ -229,7 +233,8 @@ enum mk_status mk_plan_pack_weights(const struct mk_plan *p, const struct mk_saf
  *       (+pad): the shared-memory contract of linears (K processed in passes of at most
  *       act_chunk); SAMPLE covers sequences [r0, r1) (one task per sequence);
  *       mk_plan_task_smem, mk_plan_pack_weights.
- *   v1  (issue 6, additive) mk_plan_schedule: reschedule a plan with measured task times.
+ *   v1  (issue 6, additive) mk_plan_schedule: reschedule a plan with measured task times;
+ *       mk_plan_parse: load from memory.
  */
 
 #ifdef __cplusplus

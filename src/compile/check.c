@@ -5,6 +5,7 @@
  * task never blocks another), so greedy simulation finds a deadlock iff one exists. */
 #include "compile_int.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,8 +21,13 @@ static enum mk_status check_tables(const struct mk_plan *p)
     if (p->target.sm_count < 1 || p->target.batch < 1 || p->target.batch > 16 || p->target.max_ctx < 1)
         return BAD("target: bad sm_count/batch/max_ctx");
     if (!p->n_tasks) return BAD("no tasks");
+    uint64_t next_wait = 0, next_signal = 0; /* tables in task order, without gaps */
     for (uint32_t t = 0; t < p->n_tasks; t++) {
         const struct mk_task *k = &p->tasks[t];
+        if (k->wait_first != next_wait || k->signal_first != next_signal)
+            return BAD("task %u: waits/signals not right after the previous task's", t);
+        next_wait += k->n_wait;
+        next_signal += k->n_signal;
         if (k->op == MK_TASK_NOP || k->op >= MK_TASK_OP_COUNT) return BAD("task %u: bad op %u", t, k->op);
         if ((uint64_t)k->wait_first + k->n_wait > p->n_waits || (uint64_t)k->signal_first + k->n_signal > p->n_signals)
             return BAD("task %u: wait/signal range outside the tables", t);
@@ -32,7 +38,11 @@ static enum mk_status check_tables(const struct mk_plan *p)
             return BAD("task %u: buffer id out of range", t);
         if (k->r0 >= k->r1 || k->k0 > k->k1 || k->n_split < 1 || k->split >= k->n_split)
             return BAD("task %u: empty range or split %u of %u", t, k->split, k->n_split);
+        if (!(p->task_cost_ns[t] >= 0) || !isfinite(p->task_cost_ns[t]))
+            return BAD("task %u: predicted time %g", t, (double)p->task_cost_ns[t]);
     }
+    if (next_wait != p->n_waits || next_signal != p->n_signals)
+        return BAD("wait/signal tables longer than the tasks use");
     for (uint32_t i = 0; i < p->n_waits; i++)
         if (p->waits[i].event >= p->n_events || (p->waits[i].step_offset != 0 && p->waits[i].step_offset != -1))
             return BAD("wait %u: bad event or step_offset", i);
@@ -49,10 +59,11 @@ static enum mk_status check_tables(const struct mk_plan *p)
     if (s) return s;
     int S = p->target.sm_count;
     if (p->prog_start[0] != 0 || p->prog_start[S] != p->n_tasks) return BAD("programs do not cover the tasks");
+    for (int i = 0; i < S; i++)
+        if (p->prog_start[i] > p->prog_start[i + 1]) return BAD("program %d: bad range", i);
     uint8_t *seen = calloc(p->n_tasks, 1);
     if (!seen) return mk_error(MK_ERR_NOMEM, "plan check: out of memory");
     for (int i = 0; i < S && !s; i++) {
-        if (p->prog_start[i] > p->prog_start[i + 1]) s = BAD("program %d: bad range", i);
         for (uint32_t j = p->prog_start[i]; j < p->prog_start[i + 1] && !s; j++) {
             uint32_t t = p->prog_tasks[j];
             if (t >= p->n_tasks || seen[t]++) s = BAD("program %d: task %u missing or repeated", i, t);
@@ -92,53 +103,106 @@ static enum mk_status check_memory(const struct mk_plan *p)
     return MK_OK;
 }
 
-/* Op-specific ranges: rows within the weight and the output buffer, K = weight cols. */
+/* Op-specific ranges: every row, column and weight element a task body may touch lies
+ * inside its buffers and weights (a loaded plan is untrusted input to the GPU). */
+static const struct mk_plan_weight *wt(const struct mk_plan *p, uint32_t id)
+{
+    return id == MK_NONE ? NULL : &p->weights[id];
+}
+static const struct mk_buffer *bf(const struct mk_plan *p, uint32_t id)
+{
+    return id == MK_NONE ? NULL : &p->buffers[id];
+}
+
+static bool linear_ok(const struct mk_plan *p, const struct mk_task *k)
+{
+    const struct mk_plan_weight *w0 = wt(p, k->w0), *w1 = wt(p, k->w1), *w2 = wt(p, k->w2);
+    const struct mk_buffer *in0 = bf(p, k->in0), *in1 = bf(p, k->in1), *out = bf(p, k->out);
+    if (!w1 || !in0 || !out || w1->view_parts > 3) return false;
+    uint32_t K = w1->cols;
+    uint32_t slice = k->op == MK_TASK_NORM_LINEAR ? k->split : 0; /* LOGITS: argmax index */
+    if (k->k1 > K || in0->cols != K || k->r1 > w1->rows || k->r1 > out->cols || slice >= out->outer)
+        return false;
+    if (w0 && (w0->rows != 1 || w0->cols != K)) return false;
+    switch ((enum mk_task_op)k->op) {
+    case MK_TASK_NORM_LINEAR: return !w2 || (w2->rows == 1 && w2->cols >= k->r1);
+    case MK_TASK_LINEAR_RESIDUAL: return !w0 && in1 && in1->cols >= k->r1 && k->n_split == 1;
+    case MK_TASK_NORM_GATE_UP: return w2 && w2->cols == K && w2->rows >= k->r1 && k->n_split == 1;
+    case MK_TASK_LOGITS: {
+        const struct mk_buffer *aux = bf(p, k->aux);
+        return aux && aux->cols == 2 && aux->outer == k->n_split && out->outer == 1;
+    }
+    default: return false;
+    }
+}
+
+static bool attention_ok(const struct mk_plan *p, const struct mk_task *k)
+{
+    const struct mk_config *c = &p->cfg;
+    const struct mk_buffer *in0 = bf(p, k->in0), *out = bf(p, k->out);
+    uint32_t D = (uint32_t)c->head_dim, nh = (uint32_t)c->n_heads, nkv = (uint32_t)c->n_kv_heads;
+    if (!in0 || !out || k->r1 > nkv || k->layer >= c->n_layers) return false;
+    switch ((enum mk_task_op)k->op) {
+    case MK_TASK_QK_ROPE_KV: {
+        const struct mk_plan_weight *qn = wt(p, k->w0), *kn = wt(p, k->w1);
+        return in0->cols == (nh + 2 * nkv) * D && out->cols == nh * D && (!qn || qn->cols == D) &&
+               (!kn || kn->cols == D);
+    }
+    case MK_TASK_ATTN_PARTIAL:
+        return in0->cols == nh * D && out->cols == nh * (D + 2) && out->outer == k->n_split;
+    case MK_TASK_ATTN_MERGE:
+        return in0->cols == nh * (D + 2) && in0->outer == k->n_split && out->cols == nh * D;
+    default: return false;
+    }
+}
+
 static enum mk_status check_task_ranges(const struct mk_plan *p, uint32_t t)
 {
     const struct mk_task *k = &p->tasks[t];
-    const struct mk_config *c = &p->cfg;
-    const struct mk_buffer *out = k->out == MK_NONE ? NULL : &p->buffers[k->out];
-    const struct mk_buffer *in0 = k->in0 == MK_NONE ? NULL : &p->buffers[k->in0];
-    const struct mk_plan_weight *w1 = k->w1 == MK_NONE ? NULL : &p->weights[k->w1];
-    uint32_t D = (uint32_t)c->head_dim;
+    const struct mk_buffer *out = bf(p, k->out), *in0 = bf(p, k->in0), *in1 = bf(p, k->in1);
+    const struct mk_plan_weight *w0 = wt(p, k->w0);
+    bool ok = false;
     switch ((enum mk_task_op)k->op) {
     case MK_TASK_EMBED:
-        if (!out || k->w0 == MK_NONE || k->r1 > out->cols || k->r1 > p->weights[k->w0].cols)
-            return BAD("task %u (EMBED): rows outside the table or x", t);
-        return MK_OK;
+        ok = out && w0 && w0->rows == (uint32_t)p->cfg.vocab_size && w0->cols == out->cols &&
+             k->r1 <= out->cols;
+        break;
     case MK_TASK_NORM_LINEAR:
     case MK_TASK_LINEAR_RESIDUAL:
     case MK_TASK_NORM_GATE_UP:
     case MK_TASK_LOGITS:
-        if (!out || !in0 || !w1 || k->r1 > w1->rows || k->r1 > out->cols || k->k1 > w1->cols ||
-            w1->cols > in0->cols || k->n_split != (k->op == MK_TASK_LOGITS ? k->n_split : 1))
-            return BAD("task %u (%s): rows/K outside its weight or buffers", t, mk_task_op_name(k->op));
-        if (k->op == MK_TASK_NORM_GATE_UP && (k->w2 == MK_NONE || p->weights[k->w2].rows < k->r1))
-            return BAD("task %u (NORM_GATE_UP): up weight", t);
-        if (k->op == MK_TASK_LINEAR_RESIDUAL && (k->in1 == MK_NONE || p->buffers[k->in1].cols < k->r1))
-            return BAD("task %u (LINEAR_RESIDUAL): residual buffer", t);
-        if (k->op == MK_TASK_LOGITS && (k->aux == MK_NONE || p->buffers[k->aux].outer != k->n_split))
-            return BAD("task %u (LOGITS): argmax partials", t);
-        return MK_OK;
+        ok = linear_ok(p, k);
+        break;
     case MK_TASK_QK_ROPE_KV:
     case MK_TASK_ATTN_PARTIAL:
     case MK_TASK_ATTN_MERGE:
-        if (k->r1 > (uint32_t)c->n_kv_heads || !out || !in0 || k->layer >= c->n_layers ||
-            (k->op == MK_TASK_ATTN_PARTIAL && out->outer != k->n_split) ||
-            (k->op == MK_TASK_ATTN_MERGE && in0->outer != k->n_split) ||
-            (k->op == MK_TASK_QK_ROPE_KV && in0->cols != (uint32_t)(c->n_heads + 2 * c->n_kv_heads) * D))
-            return BAD("task %u (%s): head range or buffers", t, mk_task_op_name(k->op));
-        return MK_OK;
+        ok = attention_ok(p, k);
+        break;
     case MK_TASK_SAMPLE:
-        if (k->r1 > (uint32_t)p->target.batch || k->in0 == MK_NONE || k->in1 == MK_NONE ||
-            p->buffers[k->in1].outer != k->n_split)
-            return BAD("task %u (SAMPLE): sequences or inputs", t);
-        return MK_OK;
+        ok = k->r1 <= (uint32_t)p->target.batch && in0 && in1 && in1->outer == k->n_split &&
+             in1->cols == 2 && in0->cols == (uint32_t)p->cfg.vocab_size;
+        break;
     case MK_TASK_NOP:
     case MK_TASK_OP_COUNT:
         break;
     }
-    return BAD("task %u: bad op", t);
+    return ok ? MK_OK : BAD("task %u (%s, layer %d): a range outside its buffers or weights", t,
+                            mk_task_op_name(k->op), (int16_t)k->layer);
+}
+
+/* The config and sizes a loaded plan's task bodies index with. */
+static enum mk_status check_config(const struct mk_plan *p)
+{
+    const struct mk_config *c = &p->cfg;
+    if (c->n_layers < 1 || c->n_layers > 1024 || c->n_heads < 1 || c->n_kv_heads < 1 ||
+        c->n_heads % c->n_kv_heads || c->head_dim < 2 || c->head_dim % 2 || c->head_dim > 1024 ||
+        c->vocab_size < 1 || c->hidden_size < 1 || p->target.max_ctx > (1 << 20))
+        return BAD("config: bad layer, head or vocabulary counts");
+    uint64_t kv = (uint64_t)c->n_layers * 2 * (uint64_t)p->target.batch * (uint64_t)c->n_kv_heads *
+                  (uint64_t)p->target.max_ctx * (uint64_t)c->head_dim * 2;
+    if (kv != p->kv_bytes) return BAD("kv_bytes %llu, expected %llu", (unsigned long long)p->kv_bytes,
+                                      (unsigned long long)kv);
+    return MK_OK;
 }
 
 static enum mk_status check_deadlock(const struct mk_plan *p)
@@ -203,6 +267,7 @@ static enum mk_status check_deadlock(const struct mk_plan *p)
 enum mk_status mk_plan_check(const struct mk_plan *p)
 {
     enum mk_status s = check_tables(p);
+    if (!s) s = check_config(p);
     if (!s) s = check_memory(p);
     for (uint32_t t = 0; t < p->n_tasks && !s; t++) {
         s = check_task_ranges(p, t);

@@ -168,22 +168,29 @@ static enum mk_status parse(const char *path, const unsigned char *data, size_t 
     return s ? mk_error_prefix(s, "%s: ", path) : MK_OK;
 }
 
-enum mk_status mk_plan_load(const char *path, struct mk_plan **out)
+enum mk_status mk_plan_parse(const void *data, size_t len, const char *what,
+                             struct mk_plan **out)
 {
-    char *data;
-    size_t len;
-    enum mk_status s = mk_read_file(path, MAX_PLAN_FILE, &data, &len);
-    if (s) return s;
     struct mk_plan *p = calloc(1, sizeof *p);
-    if (!p) s = mk_error(MK_ERR_NOMEM, "%s: out of memory", path);
-    if (!s) s = parse(path, (const unsigned char *)data, len, p);
-    free(data);
+    if (!p) return mk_error(MK_ERR_NOMEM, "%s: out of memory", what);
+    enum mk_status s = parse(what, data, len, p);
     if (s) {
         mk_plan_free(p);
         return s;
     }
     *out = p;
     return MK_OK;
+}
+
+enum mk_status mk_plan_load(const char *path, struct mk_plan **out)
+{
+    char *data;
+    size_t len;
+    enum mk_status s = mk_read_file(path, MAX_PLAN_FILE, &data, &len);
+    if (s) return s;
+    s = mk_plan_parse(data, len, path, out);
+    free(data);
+    return s;
 }
 
 /* ---- dumps ---------------------------------------------------------------------- */

@@ -16,9 +16,10 @@
  *    earliest at its turn; the move is kept when the predicted step time drops. Repeat
  *    until no such move helps or the budget (a fixed number of simulations, scaled so an
  *    8B plan stays well under a second) is spent.
- * Every program is a subsequence of ONE global order (the rank order) which is
- * topological (ranks strictly decrease along edges; task ids are topological too), so no
- * program order can deadlock whatever SM a task moves to (mk_plan_check verifies it).
+ * Every program is a subsequence of ONE global order (the rank order, ties broken by a
+ * topological order of the dependencies, so it is topological even for zero-cost
+ * tasks), so no program order can deadlock whatever SM a task moves to (mk_plan_check
+ * verifies it).
  */
 #include "compile_int.h"
 
@@ -43,13 +44,54 @@ struct sched {
     uint32_t *last_on_sm, *ev_last; /* [S], [n_events] */
 };
 
-struct order_key { double rank; uint32_t t; };
+struct order_key { double rank; uint32_t topo, t; };
 
+/* Decreasing rank; ties (zero-cost tasks) in topological position. */
 static int cmp_rank(const void *a, const void *b)
 {
     const struct order_key *x = a, *y = b;
     if (x->rank != y->rank) return x->rank > y->rank ? -1 : 1;
-    return (x->t > y->t) - (x->t < y->t);
+    return (x->topo > y->topo) - (x->topo < y->topo);
+}
+
+/* A topological order of the same-step dependencies (Kahn), so that loaded plans whose
+ * task ids are not topological schedule correctly; MK_ERR_FORMAT on a cycle. */
+static enum mk_status topo_order(const struct mk_plan *p, uint32_t *topo)
+{
+    uint32_t n = p->n_tasks, E = p->n_events;
+    uint32_t *cstart = calloc(E + 2, sizeof *cstart), *cons = malloc((p->n_waits + 1) * sizeof *cons);
+    uint64_t *indeg = calloc(n + 1, sizeof *indeg);
+    enum mk_status s = MK_OK;
+    if (!cstart || !cons || !indeg) s = mk_error(MK_ERR_NOMEM, "schedule: out of memory");
+    for (uint32_t t = 0; !s && t < n; t++)
+        for (uint32_t w = 0; w < p->tasks[t].n_wait; w++) {
+            const struct mk_wait *wt = &p->waits[p->tasks[t].wait_first + w];
+            if (wt->step_offset) continue;
+            cstart[wt->event + 2]++;
+            indeg[t] += p->events[wt->event].per_step;
+        }
+    for (uint32_t e = 0; !s && e < E; e++) cstart[e + 2] += cstart[e + 1];
+    for (uint32_t t = 0; !s && t < n; t++)
+        for (uint32_t w = 0; w < p->tasks[t].n_wait; w++) {
+            const struct mk_wait *wt = &p->waits[p->tasks[t].wait_first + w];
+            if (!wt->step_offset) cons[cstart[wt->event + 1]++] = t;
+        }
+    uint32_t head = 0, tail = 0;
+    for (uint32_t t = 0; !s && t < n; t++)
+        if (!indeg[t]) topo[tail++] = t;
+    while (!s && head < tail) {
+        const struct mk_task *k = &p->tasks[topo[head++]];
+        for (uint32_t j = 0; j < k->n_signal; j++) {
+            uint32_t e = p->signals[k->signal_first + j];
+            for (uint32_t c = cstart[e]; c < cstart[e + 1]; c++)
+                if (--indeg[cons[c]] == 0) topo[tail++] = cons[c];
+        }
+    }
+    if (!s && tail != n) s = mk_error(MK_ERR_FORMAT, "schedule: the same-step dependencies have a cycle");
+    free(cstart);
+    free(cons);
+    free(indeg);
+    return s;
 }
 
 /* Ready time of t from the events it waits on (same step), and the producer binding it. */
@@ -117,18 +159,27 @@ static enum mk_status list_schedule(struct sched *s)
         free(rank_ev);
         return mk_error(MK_ERR_NOMEM, "schedule: out of memory");
     }
-    for (uint32_t t = s->n; t-- > 0;) { /* ids are topological: consumers come later */
+    uint32_t *topo = malloc((s->n + 1) * sizeof *topo);
+    enum mk_status st = topo ? topo_order(p, topo) : mk_error(MK_ERR_NOMEM, "schedule: out of memory");
+    for (uint32_t i = s->n; !st && i-- > 0;) { /* consumers before their producers */
+        uint32_t t = topo[i];
         const struct mk_task *k = &p->tasks[t];
         double r = 0;
         for (uint32_t j = 0; j < k->n_signal; j++) {
             double c = rank_ev[p->signals[k->signal_first + j]];
             if (c > 0 && c + s->sync > r) r = c + s->sync;
         }
-        ord[t] = (struct order_key){s->cost[t] + r, t};
+        ord[t] = (struct order_key){s->cost[t] + r, i, t};
         for (uint32_t w = 0; w < k->n_wait; w++) {
             const struct mk_wait *wt = &p->waits[k->wait_first + w];
             if (!wt->step_offset && ord[t].rank > rank_ev[wt->event]) rank_ev[wt->event] = ord[t].rank;
         }
+    }
+    free(topo);
+    if (st) {
+        free(ord);
+        free(rank_ev);
+        return st;
     }
     qsort(ord, s->n, sizeof *ord, cmp_rank);
     sim_reset(s);
@@ -160,7 +211,8 @@ static double improve(struct sched *s)
     while (moved && sims_left > 0) {
         moved = false;
         /* the critical path, latest first: SM waits are move candidates */
-        for (uint32_t t = last; t != UINT32_MAX && sims_left > 0;) {
+        uint32_t hops = 0; /* bound the walk whatever the binding chain looks like */
+        for (uint32_t t = last; t != UINT32_MAX && sims_left > 0 && hops++ <= s->n;) {
             uint32_t next = s->bind[t] != UINT32_MAX ? s->bind[t] : s->prev_on_sm[t];
             if (s->bind[t] == UINT32_MAX && s->prev_on_sm[t] != UINT32_MAX && s->alt[t] != s->sm[t]) {
                 uint32_t from = s->sm[t];
@@ -212,7 +264,7 @@ enum mk_status mk_plan_schedule(struct mk_plan *p, const float *task_ns)
             if (!(task_ns[t] >= 0) || !isfinite(task_ns[t]))
                 return mk_error(MK_ERR_ARG, "schedule: task %u: time %g is not a finite "
                                 "number >= 0", t, (double)task_ns[t]);
-    for (uint32_t t = 0; t < p->n_tasks; t++) /* the walk needs topological ids */
+    for (uint32_t t = 0; t < p->n_tasks; t++)
         for (uint32_t w = 0; w < p->tasks[t].n_wait; w++)
             if (p->waits[p->tasks[t].wait_first + w].event >= p->n_events)
                 return mk_error(MK_ERR_FORMAT, "schedule: task %u: bad event", t);
