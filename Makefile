@@ -141,7 +141,7 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_OBJ)
 devlibs: $(BUILD)/lib/.stamp
 $(BUILD)/lib/.stamp: $(MK)
 	@mkdir -p $(BUILD)/lib
-	@ldd $(MK) | awk '/=> \// {print $$3}' | grep -vE '/(libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|libcublas[A-Za-z]*|libcudart|ld-linux[^/]*)\.so' | \
+	@ldd $(MK) | awk '/=> \// {print $$3}' | grep -v '^$(abspath $(BUILD))/lib/' | grep -vE '/(libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|libcublas[A-Za-z]*|libcudart|ld-linux[^/]*)\.so' | \
 	    xargs -r -I{} cp -L {} $(BUILD)/lib/
 	@touch $@
 
