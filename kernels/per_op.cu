@@ -2,11 +2,23 @@
  * group per launch. Block i of a launch runs task order[first + i] of the plan once, at
  * `step`, with no waits and no signals: the kernel boundary before it is the only
  * synchronisation. Batch buckets NB as the megakernel's. Host entry points extern "C". */
+#include "mk/sample.h"
+#include "runtime/gpu_abi.h"
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <math_constants.h>
+#include <stdint.h>
+
+/* The task bodies are non-inline __device__ functions, which nvcc also gives external
+ * host stubs: megakernel.cu defines the same names, so this copy stays internal. The
+ * headers they include are included above, outside the namespace, so the shared types
+ * (mk_gpu_args, mk_task, mk_gpu_seq) stay the global ones. */
+namespace {
 #include "tasks/attention.cuh"
 #include "tasks/linear.cuh"
 #include "tasks/token.cuh"
-
-#include <cuda_runtime.h>
+} // namespace
 
 template <int NB>
 __global__ void __launch_bounds__(MK_GPU_THREADS, 1)

@@ -1,0 +1,128 @@
+"""mk bench without a GPU: usage, bad arguments (exit 2), no device (exit 3, one line),
+and the measurement plan of --dry-run as JSON lines in the bench/results.jsonl schema:
+every (system, test, batch, ctx) the flags ask for, nothing else, names escaped."""
+import itertools
+import json
+import os
+import re
+
+from mkt import ROOT, case, check, main, mk
+
+TINY = os.path.join(ROOT, "tests", "data", "goldens", "qwen3_bf16", "ckpt")
+KEYS = {"system", "model", "test", "batch", "ctx", "ms", "device", "date", "commit"}
+SYSTEMS = ["mk", "mk-per-op", "mk-per-op-graph"]
+
+
+def dry(*flags, env_commit="c0ffee1"):
+    os.environ["MK_COMMIT"] = env_commit
+    try:
+        r = mk("bench", TINY, "--dry-run", *flags)
+    finally:
+        del os.environ["MK_COMMIT"]
+    check(r.returncode == 0, f"exit {r.returncode}: {r.stderr}")
+    recs = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+    for rec in recs:
+        check(set(rec) == KEYS, f"keys {sorted(rec)}")
+        check(rec["ms"] is None, f"planned ms {rec['ms']}")
+        check(isinstance(rec["batch"], int) and isinstance(rec["ctx"], int), str(rec))
+        check(re.fullmatch(r"\d{4}-\d\d-\d\d", rec["date"]), rec["date"])
+        check(rec["commit"] == env_commit, rec["commit"])
+        check(isinstance(rec["device"], str) and rec["device"], rec["device"])
+    return recs
+
+
+def have_gpu():
+    return mk("gpu").returncode != 3
+
+
+@case
+def help_usage():
+    r = mk("bench", "--help")
+    check(r.returncode == 0 and r.stdout.startswith("usage: mk bench"), r.stdout[:80])
+    for flag in ("--tg", "--pp", "--depth", "--batch", "--reps", "--warmup", "--json", "--jsonl",
+                 "--baselines", "--serve-sim", "--dry-run"):
+        check(flag in r.stdout, f"usage lacks {flag}")
+
+
+@case
+def bad_arguments_exit_2():
+    bad = [[], ["--tg", "1"], ["--tg", "x"], ["--tg", ""], ["--tg", "4,,"], ["--batch", "17"],
+           ["--batch", "0"], ["--reps", "0"], ["--warmup", "-1"], ["--baselines", "torch"],
+           ["--bogus"], ["--rate", "0"], ["--tg"], ["--dry-run", "--jsonl", "/tmp/x.jsonl"],
+           ["--depth", ",".join(["1"] * 17)], ["extra-dir"]]
+    for args in bad:
+        r = mk("bench", TINY, *args) if args else mk("bench")
+        check(r.returncode == 2, f"{args}: exit {r.returncode}, stderr {r.stderr}")
+        check(r.stderr.startswith("mk bench: "), f"{args}: stderr {r.stderr[:100]}")
+
+
+@case
+def no_gpu_exit_3_one_line():
+    if have_gpu():
+        return
+    for args in ([], ["--serve-sim"], ["--json", "--baselines", "none"]):
+        r = mk("bench", TINY, *args)
+        check(r.returncode == 3, f"{args}: exit {r.returncode}: {r.stderr}")
+        lines = r.stderr.strip().splitlines()
+        check(len(lines) == 1 and lines[0].startswith("mk bench: "), f"{args}: {r.stderr!r}")
+        check(r.stdout == "", f"{args}: stdout {r.stdout!r}")
+
+
+@case
+def dry_run_plans_every_measurement():
+    recs = dry("--tg", "16,32", "--depth", "0,8", "--batch", "1,2", "--pp", "8,24",
+               "--baselines", "all")
+    got = sorted((r["system"], r["test"], r["batch"], r["ctx"]) for r in recs)
+    want = []
+    for b in (1, 2):
+        for d, n, s in itertools.product((0, 8), (16, 32), SYSTEMS):
+            want.append((s, f"tg{n}", b, d))
+        for n in (8, 24):
+            want.append(("mk", f"pp{n}", b, n))
+    check(got == sorted(want), f"got {got}")
+    check(all(r["model"] == "ckpt" for r in recs), recs[0]["model"])
+
+
+@case
+def dry_run_baselines_none_and_no_pp():
+    recs = dry("--tg", "4", "--depth", "3", "--pp", "0", "--baselines", "none")
+    check([(r["system"], r["test"], r["batch"], r["ctx"]) for r in recs] == [("mk", "tg4", 1, 3)],
+          str(recs))
+    recs = dry("--tg", "4", "--depth", "3", "--pp", "0", "--baselines", "per-op")
+    check(sorted(r["system"] for r in recs) == SYSTEMS, str(recs))
+
+
+@case
+def dry_run_defaults():
+    recs = dry()
+    got = sorted((r["system"], r["test"], r["batch"], r["ctx"]) for r in recs)
+    want = sorted([(s, "tg128", 1, 64) for s in SYSTEMS] + [("mk", "pp512", 1, 512)])
+    check(got == want, f"got {got}")
+
+
+@case
+def dry_run_name_escaped():
+    name = 'qwen "tiny" \\ 0.6b'
+    recs = dry("--name", name, "--baselines", "none", "--pp", "0")
+    check(len(recs) == 1 and recs[0]["model"] == name, str(recs))
+
+
+@case
+def dry_run_serve_sim():
+    recs = dry("--serve-sim", "--requests", "5", "--rate", "2.5", "--prompt-len", "12", "--gen", "7")
+    got = [(r["system"], r["test"], r["batch"], r["ctx"]) for r in recs]
+    want = [("mk", f"serve-{m}-{p}", 8, 12) for m in ("ttft", "tpot", "itl") for p in ("p50", "p99")]
+    check(got == want, f"got {got}")
+    recs = dry("--serve-sim", "--batch", "2,4", "--prompt-len", "3")
+    check({(r["batch"], r["ctx"]) for r in recs} == {(4, 3)}, str(recs))
+
+
+@case
+def dry_run_missing_checkpoint_exit_1():
+    r = mk("bench", os.path.join(ROOT, "no", "such", "dir"), "--dry-run")
+    check(r.returncode == 1 and r.stderr.startswith("mk bench: "), f"{r.returncode} {r.stderr}")
+    check(r.stdout == "", r.stdout)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+/* Shared pieces of `mk bench` (cmd_bench.c: decode/prefill table and baselines;
+ * bench_serve.c: the request-stream simulation): options, the result record and its
+ * one JSON line (the bench/results.jsonl format). */
+#ifndef MK_TOOLS_BENCH_H
+#define MK_TOOLS_BENCH_H
+
+#include "mk/load.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+
+enum { BENCH_MAX_LIST = 16, BENCH_MAX_BATCH = 16 };
+
+struct bench_list {
+    int v[BENCH_MAX_LIST];
+    int n;
+};
+
+enum bench_baselines { BENCH_BASE_NONE, BENCH_BASE_PER_OP, BENCH_BASE_ALL };
+
+struct bench_opts {
+    const char *dir, *name, *jsonl;
+    struct bench_list tg, pp, depth, batch;
+    int reps, warmup, seed;
+    bool json, dry_run, serve;
+    enum bench_baselines baselines;
+    int requests, prompt_len, gen; /* --serve-sim */
+    double rate;                   /* requests per second */
+};
+
+/* What every JSON line of one run shares. */
+struct bench_ctx {
+    const struct bench_opts *o;
+    char device[128], date[16], commit[48];
+    FILE *jsonl;                   /* --jsonl FILE (append), or NULL */
+};
+
+/* One measurement; ms < 0: planned, not measured (--dry-run: "ms": null). */
+struct bench_rec {
+    const char *system;            /* "mk", "mk-per-op", "mk-per-op-graph" */
+    char test[32];                 /* "tg128", "pp512", "serve-ttft-p50", ... */
+    int batch, ctx;
+    double ms;
+};
+
+/* Print r as one JSON line to stdout when --json / --dry-run, and append it to --jsonl. */
+void bench_emit(const struct bench_ctx *c, const struct bench_rec *r);
+
+/* Median and extremes of v[0..n) (sorted in place). */
+struct bench_stat {
+    double med, min, max;
+};
+struct bench_stat bench_stat_of(double *v, int n);
+
+/* p-th percentile (0..100, nearest rank) of v[0..n), sorted in place; 0 when n == 0. */
+double bench_percentile(double *v, int n, double p);
+
+double bench_now_ms(void);
+
+/* --serve-sim: requests through mk_engine_generate on the GPU backend. Exit code. */
+int bench_serve(const struct bench_ctx *c, const struct mk_model *m);
+/* --serve-sim --dry-run: the planned records. */
+void bench_serve_plan(const struct bench_ctx *c);
+
+#endif
