@@ -18,13 +18,17 @@ const char *mk_task_op_name(enum mk_task_op op)
 }
 
 /* H100 SXM: 132 SMs, 227 KiB opt-in dynamic shared memory per block, 64 Ki registers per
- * SM; ~3.0 TB/s of streaming bandwidth reached by a decode kernel (3.35 peak); ~0.7 us
- * from a producer's release-add to a consumer on another SM seeing it and reloading. */
+ * SM; ~3.0 TB/s of streaming bandwidth reached by a decode kernel (3.35 peak). sync_ns
+ * is calibrated on the first megakernel measurements (bench/RESULTS.md, issue 7):
+ * (measured - floor) / dependency levels was ~5 us per level on Qwen3-0.6B, 1B and 8B;
+ * with the 0.5 us fixed task cost of tile.c that leaves ~4 us from a producer's
+ * release to the consumer's first useful load (poll, acquire, activation reload, first
+ * weight bytes). mk_plan_schedule with measured task times refines it per task. */
 struct mk_target mk_target_h100(int batch, int max_ctx)
 {
     return (struct mk_target){.sm_count = 132, .smem_per_block = 227 * 1024,
                               .regs_per_sm = 65536, .threads = 512, .batch = batch,
-                              .max_ctx = max_ctx, .mem_gbps = 3000.0, .sync_ns = 700.0};
+                              .max_ctx = max_ctx, .mem_gbps = 3000.0, .sync_ns = 4000.0};
 }
 
 static enum mk_status check_inputs(const struct mk_config *cfg, const struct mk_target *t)

@@ -11,7 +11,7 @@
  *      down-proj, K = 12,288: 2 passes); B = 16: 2,432 (K = 4,096: 2 passes, 12,288: 6).
  * A linear with K > act_chunk runs ceil(K / act_chunk) passes over K inside the task
  * (accumulating in registers, in order) instead of splitting K over tasks: a cross-task
- * split needs a reduction step and one more cross-SM dependency (~0.7 us) per linear,
+ * split needs a reduction step and one more cross-SM dependency (~4 us) per linear,
  * more than the L2 re-read of the activations it would save. Smaller targets scale the
  * stages down (stage = smem / 8, at most 16 KiB; scratch = smem / 32, at most 8 KiB).
  *
