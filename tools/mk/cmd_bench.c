@@ -513,6 +513,8 @@ static int bench_batch(struct batch_run *br, struct table *tb, const struct mk_g
         return MK_EXIT_FAIL;
     }
     if (o->dry_run) {
+        fprintf(stderr, "batch %d: plan %u tasks in %u op groups (per-op launches per step)\n",
+                br->B, br->plan->n_tasks, br->n_groups);
         plan_batch(br);
         return MK_EXIT_OK;
     }
