@@ -59,7 +59,10 @@ enum mk_task_op {
     MK_TASK_QK_ROPE_KV,
     /* Decode attention, kv head r0 (its n_heads/n_kv query heads), KV split `split` of
      * `n_split`: positions [split*L/n_split, (split+1)*L/n_split) with L = pos[b] + 1.
-     * in0 = rotated q; out = partials [n_split][B][n_heads][D + 2] (acc[D], max, sum). */
+     * in0 = rotated q; out = partials [n_split][B][n_heads][D + 2] (acc[D], max, sum).
+     * With a sliding window W (cfg.sliding_window > 0) the split ranges cover only the
+     * last W positions: [f + split*n/n_split, f + (split+1)*n/n_split), f = max(0, L - W),
+     * n = L - f. An empty range writes acc 0, max -inf, sum 0. */
     MK_TASK_ATTN_PARTIAL,
     /* Merge the n_split partials of kv head r0 into out[b, heads of r0, :] (in0 = partials) */
     MK_TASK_ATTN_MERGE,
