@@ -1,9 +1,10 @@
 /* The persistent megakernel: one CTA per SM runs its program (the plan's ordered task
  * list) once per decode step, step after step, inside one cooperative launch.
  *
- * Per task: ask L2 for the NEXT task's weights (cp.async.bulk.prefetch, before this
- * task's events are awaited, so weight streaming overlaps the dependency wait), wait on
- * the task's events (kernels/sync.cuh), run the body, signal. The batch size is a
+ * Per task: one thread of warp 1 copies the NEXT task's descriptor, waits and signals into
+ * shared memory and asks L2 for its weights (cp.async.bulk.prefetch), while thread 0
+ * waits on this task's events (kernels/sync.cuh); then the CTA runs the body and signals.
+ * Weight streaming and plan-table reads so overlap the dependency waits. The batch size is a
  * template bucket NB in {1, 2, 4, 8, 16} (rows b >= B are zero in shared memory and never
  * stored). Also here: a one-task kernel for the per-op tests and a streaming-read kernel
  * that measures the load style's bandwidth ceiling. Host entry points are extern "C". */
@@ -16,7 +17,8 @@
 /* Per-task cap of the L2 prefetch: 132 SMs x two tasks stay well inside the 50 MB L2. */
 enum { MK_PREFETCH_CAP = 96 * 1024 };
 
-/* Prefetch rows [r0, r1) x cols [k0, k1) of weight w (bf16, row-major) into L2. */
+/* Prefetch rows [r0, r1) x cols [k0, k1) of weight w (bf16, row-major) into L2; one
+ * thread issues it (a bulk prefetch per contiguous range). */
 __device__ void mk_prefetch_rows(const struct mk_gpu_args &a, uint32_t w, uint32_t r0,
                                  uint32_t r1, uint32_t k0, uint32_t k1)
 {
@@ -26,12 +28,12 @@ __device__ void mk_prefetch_rows(const struct mk_gpu_args &a, uint32_t w, uint32
     if (k0 == 0 && k1 == cols) {
         uint64_t bytes = (uint64_t)(r1 - r0) * cols * 2;
         bytes = min(bytes, (uint64_t)MK_PREFETCH_CAP) & ~(uint64_t)15;
-        if (threadIdx.x == 0 && bytes) mk_prefetch_l2(W + (size_t)r0 * cols, (uint32_t)bytes);
+        if (bytes) mk_prefetch_l2(W + (size_t)r0 * cols, (uint32_t)bytes);
         return;
     }
     uint32_t row_bytes = ((k1 - k0) * 2) & ~15u;
-    uint32_t nrows = min(r1 - r0, MK_PREFETCH_CAP / max(row_bytes, 1u));
-    for (uint32_t i = threadIdx.x; i < nrows && row_bytes; i += blockDim.x)
+    uint32_t nrows = row_bytes ? min(r1 - r0, MK_PREFETCH_CAP / row_bytes) : 0;
+    for (uint32_t i = 0; i < nrows; i++)
         mk_prefetch_l2(W + (size_t)(r0 + i) * cols + k0, row_bytes);
 }
 
@@ -84,7 +86,13 @@ mk_megakernel(const __grid_constant__ struct mk_gpu_args a)
         return;
     }
     const uint32_t p0 = a.prog_start[blockIdx.x], p1 = a.prog_start[blockIdx.x + 1];
-    if (p0 < p1) mk_prefetch_task(a, a.tasks[a.prog_tasks[p0]]);
+    if (p0 >= p1) return;
+    if (threadIdx.x == 0) {
+        mk_fetch_info(a, a.prog_tasks[p0], &m->info[0]);
+        mk_prefetch_task(a, m->info[0].t);
+    }
+    __syncthreads();
+    uint32_t k = 0; /* tasks run so far: info[k & 1] is the current one */
     for (int step = 0; step < a.max_steps; step++) {
         if (threadIdx.x == 0)
             m->flag = mk_ld_acquire_s32(a.last_step) < step || mk_ld_acquire(a.abort_flag);
@@ -92,13 +100,17 @@ mk_megakernel(const __grid_constant__ struct mk_gpu_args a)
         int stop = m->flag;
         __syncthreads();
         if (stop) return;
-        for (uint32_t i = p0; i < p1; i++) {
-            uint32_t id = a.prog_tasks[i];
-            const struct mk_task t = a.tasks[id];
-            mk_prefetch_task(a, a.tasks[a.prog_tasks[i + 1 < p1 ? i + 1 : p0]]);
-            if (!mk_task_wait(a, t, id, step, &m->flag)) return;
+        for (uint32_t i = p0; i < p1; i++, k++) {
+            const struct mk_task_info *cur = &m->info[k & 1];
+            const struct mk_task t = cur->t;
+            if (threadIdx.x == 32) { /* warp 1: next descriptor and its L2 prefetch */
+                struct mk_task_info *nxt = &m->info[(k + 1) & 1];
+                mk_fetch_info(a, a.prog_tasks[i + 1 < p1 ? i + 1 : p0], nxt);
+                mk_prefetch_task(a, nxt->t);
+            }
+            if (!mk_task_wait(a, cur, step, &m->flag)) return;
             mk_run_task<NB>(a, t, step, smem);
-            mk_task_signal(a, t);
+            mk_task_signal(a, cur);
         }
     }
 }

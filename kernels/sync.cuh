@@ -26,37 +26,37 @@
 
 #include <stdint.h>
 
-__device__ __forceinline__ uint32_t mk_ld_acquire(const uint32_t *p)
+static __device__ __forceinline__ uint32_t mk_ld_acquire(const uint32_t *p)
 {
     uint32_t v;
     asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
     return v;
 }
 
-__device__ __forceinline__ int32_t mk_ld_acquire_s32(const int32_t *p)
+static __device__ __forceinline__ int32_t mk_ld_acquire_s32(const int32_t *p)
 {
     int32_t v;
     asm volatile("ld.acquire.gpu.global.s32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
     return v;
 }
 
-__device__ __forceinline__ void mk_add_release(uint32_t *p, uint32_t v)
+static __device__ __forceinline__ void mk_add_release(uint32_t *p, uint32_t v)
 {
     asm volatile("red.release.gpu.global.add.u32 [%0], %1;" :: "l"(p), "r"(v) : "memory");
 }
 
-__device__ __forceinline__ void mk_st_release_s32(int32_t *p, int32_t v)
+static __device__ __forceinline__ void mk_st_release_s32(int32_t *p, int32_t v)
 {
     asm volatile("st.release.gpu.global.s32 [%0], %1;" :: "l"(p), "r"(v) : "memory");
 }
 
 /* Host-mapped stores the host polls: system scope. */
-__device__ __forceinline__ void mk_st_release_sys_u32(uint32_t *p, uint32_t v)
+static __device__ __forceinline__ void mk_st_release_sys_u32(uint32_t *p, uint32_t v)
 {
     asm volatile("st.release.sys.global.u32 [%0], %1;" :: "l"(p), "r"(v) : "memory");
 }
 
-__device__ __forceinline__ uint64_t mk_globaltimer(void)
+static __device__ __forceinline__ uint64_t mk_globaltimer(void)
 {
     uint64_t t;
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
@@ -66,7 +66,7 @@ __device__ __forceinline__ uint64_t mk_globaltimer(void)
 /* Why a wait returned. */
 enum mk_wait_result { MK_WAIT_OK = 0, MK_WAIT_STOP = 1 };
 
-__device__ __forceinline__ uint32_t mk_ld_relaxed(const uint32_t *p)
+static __device__ __forceinline__ uint32_t mk_ld_relaxed(const uint32_t *p)
 {
     uint32_t v;
     asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
@@ -81,7 +81,7 @@ enum { MK_WAIT_CHECK_EVERY = 64 };
  * release-add followed by the fence is an acquire (PTX memory model, fence-based
  * synchronization), without an acquire's cost on every poll. MK_WAIT_STOP when the kernel
  * must end (timeout recorded here, another CTA's abort, every sequence already ended). */
-__device__ __noinline__ int mk_wait_event(const struct mk_gpu_args &a, uint32_t event,
+static __device__ __noinline__ int mk_wait_event(const struct mk_gpu_args &a, uint32_t event,
                                           uint64_t target, uint32_t task, int step)
 {
     const uint32_t *c = a.counters + event;
@@ -113,18 +113,56 @@ __device__ __noinline__ int mk_wait_event(const struct mk_gpu_args &a, uint32_t 
     }
 }
 
-/* Whole CTA: wait for every event of task t at `step`. Returns false when the kernel
+/* A task's descriptor with its waits (event, step offset, per_step) and signals, copied
+ * into shared memory by one thread of warp 1 while the CTA runs the previous task, so
+ * that the dependent reads of the plan tables (L2 round trips) leave the critical path.
+ * Tasks with more waits or signals than cached read the rest from the tables. */
+enum { MK_INFO_MAX = 8 };
+struct mk_task_info {
+    struct mk_task t;
+    uint32_t id;
+    uint32_t event[MK_INFO_MAX];
+    int32_t offset[MK_INFO_MAX];
+    uint32_t per_step[MK_INFO_MAX];
+    uint32_t signal[MK_INFO_MAX];
+};
+
+static __device__ __forceinline__ void mk_fetch_info(const struct mk_gpu_args &a, uint32_t id,
+                                              struct mk_task_info *dst)
+{
+    const struct mk_task t = a.tasks[id];
+    dst->t = t;
+    dst->id = id;
+    for (uint32_t i = 0; i < t.n_wait && i < MK_INFO_MAX; i++) {
+        struct mk_wait w = a.waits[t.wait_first + i];
+        dst->event[i] = w.event;
+        dst->offset[i] = w.step_offset;
+        dst->per_step[i] = a.events[w.event].per_step;
+    }
+    for (uint32_t i = 0; i < t.n_signal && i < MK_INFO_MAX; i++)
+        dst->signal[i] = a.signals[t.signal_first + i];
+}
+
+/* Whole CTA: wait for every event of the task at `step`. Returns false when the kernel
  * must end. `flag` is one shared int. */
-__device__ __forceinline__ bool mk_task_wait(const struct mk_gpu_args &a,
-                                             const struct mk_task &t, uint32_t task_id,
-                                             int step, int *flag)
+static __device__ __forceinline__ bool mk_task_wait(const struct mk_gpu_args &a,
+                                             const struct mk_task_info *ti, int step, int *flag)
 {
     if (threadIdx.x == 0) {
         int r = MK_WAIT_OK;
-        for (uint32_t i = 0; i < t.n_wait && r == MK_WAIT_OK; i++) {
-            struct mk_wait w = a.waits[t.wait_first + i];
-            int64_t target = (int64_t)(step + 1 + w.step_offset) * a.events[w.event].per_step;
-            if (target > 0) r = mk_wait_event(a, w.event, (uint64_t)target, task_id, step);
+        for (uint32_t i = 0; i < ti->t.n_wait && r == MK_WAIT_OK; i++) {
+            struct mk_wait w;
+            uint32_t per;
+            if (i < MK_INFO_MAX) {
+                w.event = ti->event[i];
+                w.step_offset = ti->offset[i];
+                per = ti->per_step[i];
+            } else {
+                w = a.waits[ti->t.wait_first + i];
+                per = a.events[w.event].per_step;
+            }
+            int64_t target = (int64_t)(step + 1 + w.step_offset) * per;
+            if (target > 0) r = mk_wait_event(a, w.event, (uint64_t)target, ti->id, step);
         }
         *flag = r;
     }
@@ -134,19 +172,28 @@ __device__ __forceinline__ bool mk_task_wait(const struct mk_gpu_args &a,
     return r == MK_WAIT_OK;
 }
 
-/* Whole CTA, after the task's stores: publish them on every event the task signals. */
-__device__ __forceinline__ void mk_task_signal(const struct mk_gpu_args &a,
-                                               const struct mk_task &t)
+/* Whole CTA, after the task's stores: publish them on every event the task signals.
+ * Thread 0 reads the cached signal list before the barrier: after it, warp 1 may refill
+ * this buffer with the task after next. */
+static __device__ __forceinline__ void mk_task_signal(const struct mk_gpu_args &a,
+                                               const struct mk_task_info *ti)
 {
+    uint32_t sig[MK_INFO_MAX], n = 0, first = 0;
+    if (threadIdx.x == 0) {
+        n = ti->t.n_signal;
+        first = ti->t.signal_first;
+#pragma unroll
+        for (uint32_t i = 0; i < MK_INFO_MAX; i++) sig[i] = i < n ? ti->signal[i] : 0;
+    }
     __syncthreads();
     if (threadIdx.x == 0)
-        for (uint32_t i = 0; i < t.n_signal; i++)
-            mk_add_release(a.counters + a.signals[t.signal_first + i], 1u);
+        for (uint32_t i = 0; i < n; i++)
+            mk_add_release(a.counters + (i < MK_INFO_MAX ? sig[i] : a.signals[first + i]), 1u);
 }
 
 /* Loads of data written inside this launch: L2 only, never a stale L1 line. */
-__device__ __forceinline__ float mk_ld_act(const float *p) { return __ldcg(p); }
-__device__ __forceinline__ float4 mk_ld_act4(const float *p)
+static __device__ __forceinline__ float mk_ld_act(const float *p) { return __ldcg(p); }
+static __device__ __forceinline__ float4 mk_ld_act4(const float *p)
 {
     return __ldcg(reinterpret_cast<const float4 *>(p));
 }

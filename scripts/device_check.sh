@@ -4,8 +4,9 @@
 # decode benchmark; logs under $OUT, a short summary table printed last. Build here first
 # (`make BUILD=build-gpu -j2 gpu-tests`), then
 #   run(command="BUILD=build-gpu scripts/device_check.sh", carry=["build-gpu"])
-# Optional: MK_DEVICE_STEPS="gpu models tests sanitizer bench" (default all),
-# MK_TEST_FILTER (default: the megakernel's tests), MK_BENCH_MODELS (device_bench.sh).
+# Optional: MK_DEVICE_STEPS="gpu models tests sanitizer bench decode" (default all but
+# decode; bench = scripts/device_bench.sh = `mk bench`, decode = bench/gpu_decode for each
+# of MK_BENCH_BATCHES), MK_TEST_FILTER (default: the megakernel's tests), MK_BENCH_MODELS.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -49,12 +50,21 @@ for s in $STEPS; do
             rows+=("sanitizer  skipped: $BUILD/tests/test_gpu_sanitize not built")
         fi ;;
     bench) step bench bash -c "scripts/device_bench.sh 2>&1" ;;
+    decode) # the megakernel's own decode driver (bench/gpu_decode), tg128 per batch
+        args=()
+        for m in ${MK_BENCH_MODELS:-qwen3:0.6b:qwen3-0.6b llama:1b:llama-3.2-1b qwen3:8b:qwen3-8b}; do
+            arch=${m%%:*}; rest=${m#*:}; preset=${rest%%:*}
+            dir=$(synth "$arch" "$preset") && args+=(--name "${rest#*:}" "$dir")
+        done
+        for b in ${MK_BENCH_BATCHES:-1}; do
+            step "decode-b$b" "$BUILD/bench/gpu_decode" --batch "$b" --reps "${MK_BENCH_REPS:-5}" "${args[@]}"
+        done ;;
     esac
 done
 cp "$BUILD"/test-logs/test_gpu_*.log "$OUT/" 2>/dev/null
 
 echo
 echo "== summary ($(date -u +%F), $("$BUILD/mk" gpu 2>&1 | cut -d, -f1))"
-grep -h '^JSON ' "$OUT/bench.log" 2>/dev/null | cut -c6-
-grep -h -E '^(ceiling|qwen|llama)' "$OUT/bench.log" 2>/dev/null | cut -c1-150
+grep -h '^JSON ' "$OUT"/decode-b*.log 2>/dev/null | cut -c6-
+grep -h -E '^(ceiling|qwen|llama)' "$OUT"/decode-b*.log 2>/dev/null | cut -c1-150
 printf '%s\n' "${rows[@]}"

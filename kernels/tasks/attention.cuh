@@ -20,7 +20,7 @@
 
 enum { MK_ATTN_CHUNK = MK_GPU_ATTN_CHUNK };
 
-__device__ void mk_task_qk_rope_kv(const struct mk_gpu_args &a, const struct mk_task &t,
+static __device__ void mk_task_qk_rope_kv(const struct mk_gpu_args &a, const struct mk_task &t,
                                    char *smem)
 {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nwarps = blockDim.x / 32;
@@ -80,7 +80,7 @@ __device__ void mk_task_qk_rope_kv(const struct mk_gpu_args &a, const struct mk_
 
 /* Shared layout of ATTN_PARTIAL: q[G][D] (pre-scaled), acc[G][D], p[G][CHUNK], m[G],
  * l[G], corr[G]. */
-__device__ void mk_task_attn_partial(const struct mk_gpu_args &a, const struct mk_task &t,
+static __device__ void mk_task_attn_partial(const struct mk_gpu_args &a, const struct mk_task &t,
                                      char *smem)
 {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nwarps = blockDim.x / 32;
@@ -160,7 +160,7 @@ __device__ void mk_task_attn_partial(const struct mk_gpu_args &a, const struct m
     }
 }
 
-__device__ void mk_task_attn_merge(const struct mk_gpu_args &a, const struct mk_task &t)
+static __device__ void mk_task_attn_merge(const struct mk_gpu_args &a, const struct mk_task &t)
 {
     const int D = a.cfg.head_dim, nh = a.cfg.n_heads, nkv = a.cfg.n_kv_heads;
     const int G = nh / nkv, h = (int)t.r0, GD = G * D;

@@ -29,6 +29,7 @@ struct mk_smem_misc {
     unsigned long long key;      /* SAMPLE: broadcast key */
     float val;                   /* SAMPLE: broadcast value */
     int ival[2];                 /* SAMPLE: broadcast ints */
+    struct mk_task_info info[2]; /* the current and the next task (double buffer) */
 };
 static_assert(sizeof(struct mk_smem_misc) <= MK_SMEM_MISC, "misc area too small");
 
@@ -40,7 +41,7 @@ struct mk_act {
     uint32_t batch;
 };
 
-__device__ __forceinline__ struct mk_act mk_act_of(const struct mk_gpu_args &a, uint32_t buf,
+static __device__ __forceinline__ struct mk_act mk_act_of(const struct mk_gpu_args &a, uint32_t buf,
                                                    uint32_t n)
 {
     struct mk_act x;
@@ -54,7 +55,7 @@ __device__ __forceinline__ struct mk_act mk_act_of(const struct mk_gpu_args &a, 
 }
 
 /* Element (b, k) of an activation, partials summed in order. */
-__device__ __forceinline__ float mk_act_get(const struct mk_act &x, uint32_t b, uint32_t k)
+static __device__ __forceinline__ float mk_act_get(const struct mk_act &x, uint32_t b, uint32_t k)
 {
     const float *p = x.p + (size_t)b * x.n + k;
     float v = mk_ld_act(p);
@@ -62,29 +63,29 @@ __device__ __forceinline__ float mk_act_get(const struct mk_act &x, uint32_t b, 
     return v;
 }
 
-__device__ __forceinline__ float *mk_buf(const struct mk_gpu_args &a, uint32_t buf)
+static __device__ __forceinline__ float *mk_buf(const struct mk_gpu_args &a, uint32_t buf)
 {
     return reinterpret_cast<float *>(a.arena + a.buf_off[buf]);
 }
 
-__device__ __forceinline__ const uint16_t *mk_weight(const struct mk_gpu_args &a, uint32_t w)
+static __device__ __forceinline__ const uint16_t *mk_weight(const struct mk_gpu_args &a, uint32_t w)
 {
     return reinterpret_cast<const uint16_t *>(a.weights + a.w_off[w]);
 }
 
-__device__ __forceinline__ float mk_bf16f(uint16_t v)
+static __device__ __forceinline__ float mk_bf16f(uint16_t v)
 {
     return __uint_as_float((uint32_t)v << 16);
 }
 
 /* Weight element through the non-coherent path (weights never change in a launch). */
-__device__ __forceinline__ float mk_wget(const uint16_t *w, size_t i)
+static __device__ __forceinline__ float mk_wget(const uint16_t *w, size_t i)
 {
     return mk_bf16f(__ldg(w + i));
 }
 
 /* 16 bytes (8 bf16) of weights, streamed: not kept in L1. */
-__device__ __forceinline__ uint4 mk_wload16(const uint16_t *p)
+static __device__ __forceinline__ uint4 mk_wload16(const uint16_t *p)
 {
     uint4 v;
     asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
@@ -93,24 +94,24 @@ __device__ __forceinline__ uint4 mk_wload16(const uint16_t *p)
 }
 
 /* Ask the copy engine to bring [p, p + bytes) into L2 (bytes a multiple of 16). */
-__device__ __forceinline__ void mk_prefetch_l2(const void *p, uint32_t bytes)
+static __device__ __forceinline__ void mk_prefetch_l2(const void *p, uint32_t bytes)
 {
     asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" :: "l"(p), "r"(bytes) : "memory");
 }
 
-__device__ __forceinline__ float mk_warp_sum(float v)
+static __device__ __forceinline__ float mk_warp_sum(float v)
 {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
 }
 
-__device__ __forceinline__ float mk_warp_max(float v)
+static __device__ __forceinline__ float mk_warp_max(float v)
 {
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
 
-__device__ __forceinline__ struct mk_smem_misc *mk_misc(char *smem)
+static __device__ __forceinline__ struct mk_smem_misc *mk_misc(char *smem)
 {
     return reinterpret_cast<struct mk_smem_misc *>(smem);
 }
@@ -118,7 +119,7 @@ __device__ __forceinline__ struct mk_smem_misc *mk_misc(char *smem)
 /* rstd[b] = 1 / sqrt(mean_k x[b, k]^2 + eps) for b < B, over the whole row (n elements),
  * into misc->rstd. Fixed order: per-thread strided sums, warp tree, warps in order. */
 template <int NB>
-__device__ void mk_block_rstd(const struct mk_act &x, uint32_t n, float eps,
+static __device__ void mk_block_rstd(const struct mk_act &x, uint32_t n, float eps,
                               struct mk_smem_misc *m)
 {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -147,7 +148,7 @@ __device__ void mk_block_rstd(const struct mk_act &x, uint32_t n, float eps,
 }
 
 /* Byte offset of the KV cache entry (layer, K|V, b, h, pos): mk_plan_kv_offset(). */
-__device__ __forceinline__ size_t mk_kv_index(const struct mk_gpu_args &a, int layer, int which,
+static __device__ __forceinline__ size_t mk_kv_index(const struct mk_gpu_args &a, int layer, int which,
                                               int b, int h, int pos)
 {
     size_t D = (size_t)a.cfg.head_dim, T = (size_t)a.max_ctx;

@@ -16,7 +16,7 @@
 
 #include "tasks/common.cuh"
 
-__device__ __forceinline__ void mk_unpack8(uint4 w, float f[8])
+static __device__ __forceinline__ void mk_unpack8(uint4 w, float f[8])
 {
     f[0] = __uint_as_float(w.x << 16); f[1] = __uint_as_float(w.x & 0xffff0000u);
     f[2] = __uint_as_float(w.y << 16); f[3] = __uint_as_float(w.y & 0xffff0000u);
@@ -27,14 +27,14 @@ __device__ __forceinline__ void mk_unpack8(uint4 w, float f[8])
 /* Rows at a time per warp: fewer at large batch and with two matrices, so that the
  * R x NB sums and 2R loads in flight stay in registers (no spills under 128). */
 template <int NB, bool DUAL> struct mk_gemv_rows {
-    static constexpr int R0 = NB <= 2 ? 4 : NB <= 8 ? 2 : 1;
+    static constexpr int R0 = NB <= 8 ? 4 : 2;
     static constexpr int R = DUAL && R0 > 1 ? R0 / 2 : R0;
 };
 
 /* One K chunk [kc, kc + clen) for every row of the task: res[(r - r0) * NB + b] (+)= dot.
  * first: this is the first chunk (store, else add). */
 template <int NB, bool DUAL>
-__device__ void mk_gemv_chunk(const uint16_t *W, const uint16_t *W2, uint32_t cols,
+static __device__ void mk_gemv_chunk(const uint16_t *W, const uint16_t *W2, uint32_t cols,
                               uint32_t r0, uint32_t r1, uint32_t kc, uint32_t clen,
                               const float *xs, float *res, float *res2, bool first)
 {
@@ -58,7 +58,7 @@ __device__ void mk_gemv_chunk(const uint16_t *W, const uint16_t *W2, uint32_t co
             wrow[i] = W + (size_t)r * cols + kc;
             wrow2[i] = DUAL ? W2 + (size_t)r * cols + kc : nullptr;
         }
-#pragma unroll 2
+#pragma unroll(NB >= 4 ? 1 : 2)
         for (uint32_t v = lane; v < nvec; v += 32) {
             uint4 wv[R], wv2[DUAL ? R : 1];
 #pragma unroll
@@ -110,7 +110,7 @@ struct mk_xsrc {
 
 /* rstd[b] from per-thread sums of squares (fixed order: warp tree, warps in order). */
 template <int NB>
-__device__ void mk_rstd_from(const float ss[NB], uint32_t n, float eps, struct mk_smem_misc *m)
+static __device__ void mk_rstd_from(const float ss[NB], uint32_t n, float eps, struct mk_smem_misc *m)
 {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 #pragma unroll
@@ -130,7 +130,7 @@ __device__ void mk_rstd_from(const float ss[NB], uint32_t n, float eps, struct m
 /* The whole row in one chunk (the common case): one pass of 16-byte loads puts x * norm_w
  * in shared memory and sums x^2 (one L2 round trip instead of two), then scales by rstd. */
 template <int NB>
-__device__ void mk_load_row(const struct mk_gpu_args &a, const struct mk_xsrc &src, uint32_t n,
+static __device__ void mk_load_row(const struct mk_gpu_args &a, const struct mk_xsrc &src, uint32_t n,
                             float *xs, struct mk_smem_misc *m)
 {
     float ss[NB];
@@ -163,7 +163,7 @@ __device__ void mk_load_row(const struct mk_gpu_args &a, const struct mk_xsrc &s
 /* Full GEMV of a task over [k0, k1) in chunks that fit the work area; results in res
  * (and res2) at the start of the work area. */
 template <int NB, bool DUAL>
-__device__ void mk_gemv(const struct mk_gpu_args &a, const struct mk_xsrc &src,
+static __device__ void mk_gemv(const struct mk_gpu_args &a, const struct mk_xsrc &src,
                         const uint16_t *W, const uint16_t *W2, uint32_t cols,
                         uint32_t r0, uint32_t r1, uint32_t k0, uint32_t k1,
                         char *smem, float **res_out, float **res2_out)
@@ -204,7 +204,7 @@ __device__ void mk_gemv(const struct mk_gpu_args &a, const struct mk_xsrc &src,
 }
 
 /* Where a linear task writes: out, or partial `split` of out when K-split. */
-__device__ __forceinline__ float *mk_linear_dst(const struct mk_gpu_args &a,
+static __device__ __forceinline__ float *mk_linear_dst(const struct mk_gpu_args &a,
                                                 const struct mk_task &t, uint32_t n)
 {
     float *o = mk_buf(a, t.out);
@@ -213,7 +213,7 @@ __device__ __forceinline__ float *mk_linear_dst(const struct mk_gpu_args &a,
 }
 
 template <int NB>
-__device__ void mk_task_norm_linear(const struct mk_gpu_args &a, const struct mk_task &t,
+static __device__ void mk_task_norm_linear(const struct mk_gpu_args &a, const struct mk_task &t,
                                     char *smem)
 {
     const uint16_t *W = mk_weight(a, t.w1);
@@ -233,7 +233,7 @@ __device__ void mk_task_norm_linear(const struct mk_gpu_args &a, const struct mk
 }
 
 template <int NB>
-__device__ void mk_task_linear_residual(const struct mk_gpu_args &a, const struct mk_task &t,
+static __device__ void mk_task_linear_residual(const struct mk_gpu_args &a, const struct mk_task &t,
                                         char *smem)
 {
     const uint16_t *W = mk_weight(a, t.w1);
@@ -253,7 +253,7 @@ __device__ void mk_task_linear_residual(const struct mk_gpu_args &a, const struc
 }
 
 template <int NB>
-__device__ void mk_task_norm_gate_up(const struct mk_gpu_args &a, const struct mk_task &t,
+static __device__ void mk_task_norm_gate_up(const struct mk_gpu_args &a, const struct mk_task &t,
                                      char *smem)
 {
     const uint16_t *Wg = mk_weight(a, t.w1), *Wu = mk_weight(a, t.w2);
@@ -274,7 +274,7 @@ __device__ void mk_task_norm_gate_up(const struct mk_gpu_args &a, const struct m
 /* LOGITS: norm + LM head rows, then (max, argmax) of the task's rows per batch row into
  * aux[split][b] = {float value, int index}; ties keep the lowest index. */
 template <int NB>
-__device__ void mk_task_logits(const struct mk_gpu_args &a, const struct mk_task &t, char *smem)
+static __device__ void mk_task_logits(const struct mk_gpu_args &a, const struct mk_task &t, char *smem)
 {
     struct mk_smem_misc *m = mk_misc(smem);
     const uint16_t *W = mk_weight(a, t.w1);

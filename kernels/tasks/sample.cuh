@@ -26,12 +26,12 @@ struct mk_sampler_gpu {
     struct mk_smem_misc *m;
 };
 
-__device__ __forceinline__ float mk_z(const struct mk_sampler_gpu &s, int i)
+static __device__ __forceinline__ float mk_z(const struct mk_sampler_gpu &s, int i)
 {
     return __ldcg(s.logits + i) / s.T;
 }
 
-__device__ __forceinline__ unsigned long long mk_skey(float z, int id)
+static __device__ __forceinline__ unsigned long long mk_skey(float z, int id)
 {
     uint32_t u = __float_as_uint(z);
     u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
@@ -39,7 +39,7 @@ __device__ __forceinline__ unsigned long long mk_skey(float z, int id)
 }
 
 /* Fixed-order block sum / max of one value per thread; every thread gets the result. */
-__device__ float mk_block_sum(float v, struct mk_smem_misc *m)
+static __device__ float mk_block_sum(float v, struct mk_smem_misc *m)
 {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     v = mk_warp_sum(v);
@@ -56,7 +56,7 @@ __device__ float mk_block_sum(float v, struct mk_smem_misc *m)
     return r;
 }
 
-__device__ float mk_block_max(float v, struct mk_smem_misc *m)
+static __device__ float mk_block_max(float v, struct mk_smem_misc *m)
 {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     v = mk_warp_max(v);
@@ -74,7 +74,7 @@ __device__ float mk_block_max(float v, struct mk_smem_misc *m)
 }
 
 /* The k-th largest key (1-based k <= V). */
-__device__ unsigned long long mk_radix_select(const struct mk_sampler_gpu &s, int k)
+static __device__ unsigned long long mk_radix_select(const struct mk_sampler_gpu &s, int k)
 {
     struct mk_smem_misc *m = s.m;
     unsigned long long prefix = 0;
@@ -110,7 +110,7 @@ __device__ unsigned long long mk_radix_select(const struct mk_sampler_gpu &s, in
 }
 
 /* Sum of e over keys >= t. */
-__device__ float mk_sum_above(const struct mk_sampler_gpu &s, unsigned long long t)
+static __device__ float mk_sum_above(const struct mk_sampler_gpu &s, unsigned long long t)
 {
     float v = 0.0f;
     for (int i = threadIdx.x; i < s.V; i += blockDim.x) {
@@ -123,7 +123,7 @@ __device__ float mk_sum_above(const struct mk_sampler_gpu &s, unsigned long long
 enum { MK_WALK_PER_THREAD = 8 };
 
 /* Kept-e sum of this thread's ids [i0, i0 + 8) (in id order); last kept id via *last. */
-__device__ float mk_walk_local(const struct mk_sampler_gpu &s, unsigned long long t, int i0,
+static __device__ float mk_walk_local(const struct mk_sampler_gpu &s, unsigned long long t, int i0,
                                float *e, int *last)
 {
     float v = 0.0f;
@@ -141,7 +141,7 @@ __device__ float mk_walk_local(const struct mk_sampler_gpu &s, unsigned long lon
 }
 
 /* Exclusive fixed-order scan of one value per thread; *total gets the block's sum. */
-__device__ float mk_block_scan(float v, struct mk_smem_misc *m, float *total)
+static __device__ float mk_block_scan(float v, struct mk_smem_misc *m, float *total)
 {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     float inc = v;
@@ -168,7 +168,7 @@ __device__ float mk_block_scan(float v, struct mk_smem_misc *m, float *total)
 }
 
 /* The sampled id of one sequence (whole CTA; every thread returns it). */
-__device__ int mk_sample_seq(const float *logits, int V, const struct mk_gpu_seq &q, uint32_t step,
+static __device__ int mk_sample_seq(const float *logits, int V, const struct mk_gpu_seq &q, uint32_t step,
                              struct mk_smem_misc *m)
 {
     struct mk_sampler_gpu s = {logits, V, q.temperature, 0.0f, m};

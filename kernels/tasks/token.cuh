@@ -19,7 +19,7 @@
 #include "tasks/common.cuh"
 #include "tasks/sample.cuh"
 
-__device__ void mk_task_embed(const struct mk_gpu_args &a, const struct mk_task &t)
+static __device__ void mk_task_embed(const struct mk_gpu_args &a, const struct mk_task &t)
 {
     const uint16_t *E = mk_weight(a, t.w0);
     uint32_t H = a.w_cols[t.w0], n = t.r1 - t.r0;
@@ -31,7 +31,7 @@ __device__ void mk_task_embed(const struct mk_gpu_args &a, const struct mk_task 
     }
 }
 
-__device__ __forceinline__ bool mk_is_stop(const struct mk_gpu_seq &s, int tok)
+static __device__ __forceinline__ bool mk_is_stop(const struct mk_gpu_seq &s, int tok)
 {
     for (int i = 0; i < s.n_stop; i++)
         if (s.stop[i] == tok) return true;
@@ -40,7 +40,7 @@ __device__ __forceinline__ bool mk_is_stop(const struct mk_gpu_seq &s, int tok)
 
 /* Greedy: the best (value, index) over the LOGITS partials in order; ties keep the
  * lowest id (earlier partials hold lower ids). */
-__device__ int mk_argmax_partials(const struct mk_gpu_args &a, const struct mk_task &t, int b)
+static __device__ int mk_argmax_partials(const struct mk_gpu_args &a, const struct mk_task &t, int b)
 {
     const char *aux = a.arena + a.buf_off[t.in1];
     float best = -CUDART_INF_F;
@@ -55,7 +55,7 @@ __device__ int mk_argmax_partials(const struct mk_gpu_args &a, const struct mk_t
 }
 
 /* Thread 0: the token of sequence b is decided; publish it and apply the stop rules. */
-__device__ void mk_sample_commit(const struct mk_gpu_args &a, int b, int n, int tok, int step)
+static __device__ void mk_sample_commit(const struct mk_gpu_args &a, int b, int n, int tok, int step)
 {
     const struct mk_gpu_seq &s = a.seq[b];
     bool go_on = true;
@@ -82,7 +82,7 @@ __device__ void mk_sample_commit(const struct mk_gpu_args &a, int b, int n, int 
     }
 }
 
-__device__ void mk_task_sample(const struct mk_gpu_args &a, const struct mk_task &t, int step,
+static __device__ void mk_task_sample(const struct mk_gpu_args &a, const struct mk_task &t, int step,
                                char *smem)
 {
     struct mk_smem_misc *m = mk_misc(smem);
