@@ -4,15 +4,15 @@
 # decode benchmark; logs under $OUT, a short summary table printed last. Build here first
 # (`make BUILD=build-gpu -j2 gpu-tests`), then
 #   run(command="BUILD=build-gpu scripts/device_check.sh", carry=["build-gpu"])
-# Optional: MK_DEVICE_STEPS="gpu models tests sanitizer bench decode" (default all but
-# decode; bench = scripts/device_bench.sh = `mk bench`, decode = bench/gpu_decode for each
+# Optional: MK_DEVICE_STEPS="gpu models tests sanitizer cli bench decode" (default all
+# but decode; cli = mk generate --backend gpu vs cpu; bench = scripts/device_bench.sh = `mk bench`, decode = bench/gpu_decode for each
 # of MK_BENCH_BATCHES), MK_TEST_FILTER (default: the megakernel's tests), MK_BENCH_MODELS.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 OUT=${OUT:-$PWD/$BUILD/device-out}
 mkdir -p "$OUT"
-STEPS=${MK_DEVICE_STEPS:-gpu models tests sanitizer bench}
+STEPS=${MK_DEVICE_STEPS:-gpu models tests sanitizer cli bench}
 export MK_SKIP_DEPS=1 PYTHONUNBUFFERED=1 MK_ROOT=$PWD
 export MK_MODELS=${MK_MODELS:-/tmp/mk-models}
 rows=()
@@ -42,7 +42,7 @@ for s in $STEPS; do
     models)
         step models synth qwen3 0.6b
         [ -f "$MK_MODELS/qwen3-0.6b/config.json" ] && export MK_GPU_QWEN3_06B=$MK_MODELS/qwen3-0.6b ;;
-    tests) step tests env BUILD="$BUILD" MK_TEST_FILTER="${MK_TEST_FILTER:-^test_gpu_(model|tasks|timeout|sanitize)}" tests/run.sh ;;
+    tests) step tests env BUILD="$BUILD" MK_TEST_FILTER="${MK_TEST_FILTER:-^test_gpu_(model|tasks|timeout|sanitize|engine)}" tests/run.sh ;;
     sanitizer)
         if [ -x "$BUILD/tests/test_gpu_sanitize" ]; then
             step sanitizer compute-sanitizer --tool memcheck --error-exitcode 9 "$BUILD/tests/test_gpu_sanitize"
@@ -50,6 +50,12 @@ for s in $STEPS; do
             rows+=("sanitizer  skipped: $BUILD/tests/test_gpu_sanitize not built")
         fi ;;
     bench) step bench bash -c "scripts/device_bench.sh 2>&1" ;;
+    cli) # mk generate --backend gpu: same greedy ids as --backend cpu on a golden checkpoint
+        gold=tests/data/goldens/qwen3_bf16/ckpt
+        step cli bash -c "'$BUILD/mk' generate $gold --prompt-ids 5,6,7,8 -n 12 --ignore-eos --backend gpu --output json >'$OUT/gen-gpu.json' &&
+            '$BUILD/mk' generate $gold --prompt-ids 5,6,7,8 -n 12 --ignore-eos --backend cpu --output json >'$OUT/gen-cpu.json' &&
+            python3 -c 'import json,sys; g=json.load(open(sys.argv[1]))[\"ids\"]; c=json.load(open(sys.argv[2]))[\"ids\"]; print(\"gpu\", g); print(\"cpu\", c); sys.exit(g != c)' '$OUT/gen-gpu.json' '$OUT/gen-cpu.json' &&
+            '$BUILD/mk' generate \"\$MK_MODELS/qwen3-0.6b\" --prompt-ids 1,2,3,4,5,6,7,8 -n 64 --ignore-eos --backend gpu" ;;
     decode) # the megakernel's own decode driver (bench/gpu_decode), tg128 per batch
         args=()
         for m in ${MK_BENCH_MODELS:-qwen3:0.6b:qwen3-0.6b llama:1b:llama-3.2-1b qwen3:8b:qwen3-8b}; do

@@ -85,7 +85,7 @@ static void compare_kv(const struct mk_plan *p, uint32_t t, const uint16_t *g, c
  * layer 0 / last layer only) on GPU and CPU from one random state. */
 static void tasks_case(struct mk_model *m, const char *name, int B, bool sparse)
 {
-    struct mk_plan *p = gt_plan(&m->cfg, B, 64);
+    struct mk_plan *p = gt_plan(&m->cfg, B, 256); /* 4 KV splits per head on tiny models */
     if (!p) return;
     void *w = malloc(p->weight_bytes);
     struct mk_interp *it = NULL;
