@@ -191,8 +191,8 @@ static enum mk_status check_plan(const struct mk_plan *p, int smem, int nb)
 }
 
 /* Upload every non-view weight of the plan, converted to bf16, at its offset. */
-static enum mk_status upload_weights(struct mk_gpu *g, const struct mk_model *m,
-                                     const struct mk_plan *p, char *dev)
+static enum mk_status upload_weights(const struct mk_model *m, const struct mk_plan *p,
+                                     char *dev)
 {
     for (uint32_t i = 0; i < p->n_weights; i++) {
         const struct mk_plan_weight *w = &p->weights[i];
@@ -214,7 +214,6 @@ static enum mk_status upload_weights(struct mk_gpu *g, const struct mk_model *m,
         free(tmp);
         MK_CUDA_CHECK(e);
     }
-    (void)g;
     return MK_OK;
 }
 
@@ -308,7 +307,7 @@ static enum mk_status gpu_open_inner(struct mk_gpu *g, const struct mk_model *m,
     void *w;
     if ((s = gpu_alloc(g, &w, NULL, p->weight_bytes)) != MK_OK) return s;
     a->weights = w;
-    if ((s = upload_weights(g, m, p, w)) != MK_OK) return s;
+    if ((s = upload_weights(m, p, w)) != MK_OK) return s;
     GPU_ALLOC(a->kv, NULL, p->kv_bytes);
     GPU_ALLOC(a->arena, NULL, p->arena_bytes);
     if ((s = upload_tables(g, p)) != MK_OK) return s;
