@@ -74,7 +74,7 @@ MK      := $(BUILD)/mk
 MK_SAN  := $(BUILD)/asan/mk
 LDLIBS  := $(STATIC_LIBS) $(CUDA_LIBS) $(DYN_LIBS)
 
-.PHONY: all deps test test-build run clean fuzz gpu-tests devlibs
+.PHONY: all deps test test-build run clean fuzz gpu-tests devlibs examples
 all: $(MK) devlibs
 
 $(BUILD)/obj/%.o: %.c
@@ -145,8 +145,15 @@ $(BUILD)/lib/.stamp: $(MK)
 	    xargs -r -I{} cp -L {} $(BUILD)/lib/
 	@touch $@
 
+# examples/*.c: programs using only the public headers (README's C API example).
+EXAMPLE_BIN := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
+$(BUILD)/examples/%: examples/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(OPT) $(WARN) -Iinclude -pthread $< $(LIB) $(LDLIBS) $(RPATH) -o $@
+examples: $(EXAMPLE_BIN)
+
 fuzz: $(FUZZ_BIN)
-test-build: $(MK) $(MK_SAN) devlibs $(UNIT_BIN) $(GPU_TEST_BIN) $(GPU_BENCH_BIN) $(FUZZ_BIN)
+test-build: $(MK) $(MK_SAN) devlibs $(UNIT_BIN) $(GPU_TEST_BIN) $(GPU_BENCH_BIN) $(FUZZ_BIN) $(EXAMPLE_BIN)
 gpu-tests: $(MK) devlibs $(GPU_TEST_BIN) $(GPU_BENCH_BIN)
 
 deps:
