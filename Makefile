@@ -94,33 +94,41 @@ $(BUILD)/obj/%.o: %.cu
 
 $(LIB): $(HOST_OBJ) $(CUDA_OBJ)
 	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcs $@ $^
+	@echo '  AR      $@'
+	$(Q)rm -f $@ && ar rcs $@ $^
 
 $(LIB_SAN): $(HOST_OBJ_SAN) $(CUDA_OBJ)
 	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcs $@ $^
+	@echo '  AR      $@'
+	$(Q)rm -f $@ && ar rcs $@ $^
 
 $(MK): $(MK_OBJ) $(LIB)
-	$(CC) $(CFLAGS) $(MK_OBJ) $(LIB) $(LDLIBS) $(RPATH) -o $@
+	@echo '  LD      $@'
+	$(Q)$(CC) $(CFLAGS) $(MK_OBJ) $(LIB) $(LDLIBS) $(RPATH) -o $@
 
 $(MK_SAN): $(MK_OBJ_SAN) $(LIB_SAN)
-	$(CC) $(CFLAGS) $(SANFLAGS) $(MK_OBJ_SAN) $(LIB_SAN) $(LDLIBS) $(RPATH) -o $@
+	@echo '  LD      $@'
+	$(Q)$(CC) $(CFLAGS) $(SANFLAGS) $(MK_OBJ_SAN) $(LIB_SAN) $(LDLIBS) $(RPATH) -o $@
 
 $(BUILD)/asan/tests/%: tests/unit/%.c $(LIB_SAN) tests/unit/check.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(SANFLAGS) -Itests/unit $< $(LIB_SAN) $(LDLIBS) $(RPATH) -o $@
+	@echo '  LD      $@'
+	$(Q)$(CC) $(CFLAGS) $(SANFLAGS) -Itests/unit $< $(LIB_SAN) $(LDLIBS) $(RPATH) -o $@
 
 $(BUILD)/tests/%: tests/gpu/%.cu $(LIB) tests/unit/check.h
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCCFLAGS) -Itests/unit $< $(LIB) -Xlinker -Bstatic -ljansson -lpcre2-8 -lutf8proc -Xlinker -Bdynamic -lcublasLt -lmicrohttpd -Xlinker -rpath='$$ORIGIN/../lib' -o $@
+	@echo '  LD      $@'
+	$(Q)$(NVCC) $(NVCCFLAGS) -Itests/unit $< $(LIB) -Xlinker -Bstatic -ljansson -lpcre2-8 -lutf8proc -Xlinker -Bdynamic -lcublasLt -lmicrohttpd -Xlinker -rpath='$$ORIGIN/../lib' -o $@
 
 $(BUILD)/tests/%: tests/gpu/%.c $(LIB) tests/unit/check.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/unit $< $(LIB) $(LDLIBS) $(RPATH) -o $@
+	@echo '  LD      $@'
+	$(Q)$(CC) $(CFLAGS) -Itests/unit $< $(LIB) $(LDLIBS) $(RPATH) -o $@
 
 $(BUILD)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) $(RPATH) -o $@
+	@echo '  LD      $@'
+	$(Q)$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) $(RPATH) -o $@
 
 # libFuzzer targets: the parsers are compiled once with clang's fuzzer instrumentation.
 FUZZ_FLAGS := $(CSTD) -O1 -g $(INCS) -fsanitize=fuzzer-no-link,address,undefined
@@ -149,7 +157,8 @@ $(BUILD)/lib/.stamp: $(MK)
 EXAMPLE_BIN := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
 $(BUILD)/examples/%: examples/%.c $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CSTD) $(OPT) $(WARN) -Iinclude -pthread $< $(LIB) $(LDLIBS) $(RPATH) -o $@
+	@echo '  LD      $@'
+	$(Q)$(CC) $(CSTD) $(OPT) $(WARN) -Iinclude -pthread $< $(LIB) $(LDLIBS) $(RPATH) -o $@
 examples: $(EXAMPLE_BIN)
 
 fuzz: $(FUZZ_BIN)
