@@ -37,9 +37,19 @@ struct mk_model;
 struct mk_plan;
 struct mk_gpu; /* a model resident on the device, run by one plan (one batch size) */
 
+/* How mk_gpu_generate consumes the prompts. */
+enum mk_gpu_prompt_mode {
+    MK_GPU_PROMPT_PREFILL = 0, /* tensor-core prefill (mk/prefill.h) of every prompt, then
+                                  decode in the megakernel from position prompt_len; a
+                                  batch with a sampled request (temperature > 0) runs as
+                                  MK_GPU_PROMPT_STEP, as does a plan the prefill cannot run */
+    MK_GPU_PROMPT_STEP = 1,    /* the megakernel feeds the prompt one token per step */
+};
+
 struct mk_gpu_options {
     uint64_t wait_timeout_ms; /* bound of every dependency wait; 0: the default (2000 ms,
                                  or MK_GPU_WAIT_TIMEOUT_MS from the environment) */
+    int prompt_mode;          /* enum mk_gpu_prompt_mode; 0 (and opt NULL): prefill */
 };
 
 /* Upload the weights of `m` once into one device allocation in plan->weights order
@@ -59,7 +69,7 @@ void mk_gpu_close(struct mk_gpu *g); /* NULL is fine */
  * then sampled in the kernel in mk/sample.h's order of operations and draws. */
 struct mk_gpu_request {
     struct mk_sampling sampling;
-    const int32_t *prompt;  /* prompt_len token ids, fed one per step */
+    const int32_t *prompt;  /* prompt_len token ids (prefilled, or fed one per step) */
     int prompt_len;         /* >= 1 */
     int max_new;            /* >= 1 generated tokens at most */
     const int32_t *stop;    /* n_stop extra stop ids (the model's EOS ids always stop) */
@@ -73,14 +83,17 @@ struct mk_gpu_request {
 typedef bool (*mk_gpu_token_fn)(void *ctx, int seq, int index, int32_t token);
 
 struct mk_gpu_stats {
-    int steps;              /* decode steps the kernel ran (prompt steps included) */
-    double kernel_ms;       /* launch to completion, host clock */
-    double first_token_ms;  /* launch to the first generated token seen by the host */
-    double last_token_ms;   /* launch to the last generated token seen by the host */
+    int steps;              /* steps the kernel ran (prompt steps included in STEP mode;
+                               0 when the prefill's first tokens ended every request) */
+    double kernel_ms;       /* launch to completion, host clock (0: no launch) */
+    double first_token_ms;  /* start (prefill included) to the first token seen by the host */
+    double last_token_ms;   /* start to the last generated token seen by the host */
     int tokens;             /* generated tokens, all sequences */
 };
 
-/* Run n (1 <= n <= plan batch) requests in ONE cooperative launch; tokens stream to
+/* Run n (1 <= n <= plan batch) requests: the prefill of their prompts (prompt_mode),
+ * then ONE cooperative launch for the rest (none when every request ended at its first
+ * token; the arena's logits buffer then holds the prefill's last logits); tokens stream to
  * on_token (may be NULL) while the kernel runs; out_tokens (may be NULL) receives, per
  * request, max_new slots and out_counts[i] the number generated. A wait that exceeds the
  * bound ends the launch with MK_ERR_TIMEOUT and a message naming the SM, task, op,

@@ -9,8 +9,15 @@
  *   state     counters[n_events], tokens/pos/active/n_gen[B], seq[B], abort, last_step,
  *             inv_freq[D/2]
  * Per launch: prompt[B][prompt_cap] (device) and the host-mapped ring
- * ring_tok[B][ring_cap], ring_count[B], diag. */
+ * ring_tok[B][ring_cap], ring_count[B], diag.
+ *
+ * Prompts (MK_GPU_PROMPT_PREFILL): the prefill (mk/prefill.h) writes K/V of positions
+ * [0, prompt_len) into the same KV cache and yields each sequence's first token; the
+ * per-sequence state is then set as if the megakernel had fed the prompt one token per
+ * step (pos = prompt_len, the first token already in the ring), and the launch only
+ * decodes. */
 #include "mk/plan.h"
+#include "mk/prefill.h"
 #include "mk/runtime.h"
 #include "runtime/cuda_check.h"
 #include "runtime/gpu_abi.h"
@@ -30,7 +37,10 @@ cudaError_t mk_kernel_launch_task(const struct mk_gpu_args *a, uint32_t task, in
 cudaError_t mk_kernel_stream(const void *src, uint64_t bytes, uint32_t *sink, int grid,
                              cudaStream_t s);
 
-enum { MK_GPU_DEFAULT_TIMEOUT_MS = 2000 };
+enum {
+    MK_GPU_DEFAULT_TIMEOUT_MS = 2000,
+    MK_GPU_PREFILL_TOKENS = 4096, /* prefill scratch: prompt tokens of one prefill call */
+};
 
 struct mk_gpu {
     struct mk_plan plan;       /* scalars only; the tables live on the device */
@@ -41,6 +51,9 @@ struct mk_gpu {
     struct mk_gpu_args a;      /* device pointers; ring/diag/prompt set per launch */
     void *dev_blocks[24];      /* every cudaMalloc, freed in mk_gpu_close */
     int n_dev;
+    struct mk_prefill *prefill; /* NULL: prompts one token per step */
+    int prefill_tokens;        /* tokens of one mk_prefill_run at most */
+    int64_t logits_off;        /* arena offset of the [B][V] fp32 logits buffer, -1: none */
 };
 
 static double mk_now_ms(void)
@@ -259,6 +272,30 @@ static enum mk_status upload_tables(struct mk_gpu *g, const struct mk_plan *p)
     return s;
 }
 
+/* The prefill of PROMPT_PREFILL mode; a plan it cannot run (MK_ERR_UNSUPPORTED, e.g.
+ * head_dim > 256) keeps the one-token-per-step path. */
+static enum mk_status open_prefill(struct mk_gpu *g, const struct mk_plan *p,
+                                   const struct mk_gpu_options *opt)
+{
+    g->logits_off = -1;
+    for (uint32_t i = 0; i < p->n_buffers; i++)
+        if (!strcmp(p->buffers[i].name, "logits") &&
+            p->buffers[i].bytes >= (uint64_t)p->target.batch * p->cfg.vocab_size * 4)
+            g->logits_off = (int64_t)p->buffers[i].offset;
+    if (opt && opt->prompt_mode == MK_GPU_PROMPT_STEP) return MK_OK;
+    if (opt && opt->prompt_mode != MK_GPU_PROMPT_PREFILL)
+        return mk_error(MK_ERR_ARG, "gpu: prompt_mode %d, expected %d (prefill) or %d (step)",
+                        opt->prompt_mode, MK_GPU_PROMPT_PREFILL, MK_GPU_PROMPT_STEP);
+    int64_t t = (int64_t)p->target.batch * (p->target.max_ctx - 1);
+    g->prefill_tokens = (int)(t < MK_GPU_PREFILL_TOKENS ? (t > 0 ? t : 1) : MK_GPU_PREFILL_TOKENS);
+    enum mk_status s = mk_prefill_new(p, g->prefill_tokens, false, &g->prefill);
+    if (s == MK_ERR_UNSUPPORTED) {
+        g->prefill = NULL;
+        return MK_OK;
+    }
+    return s;
+}
+
 static enum mk_status gpu_open_inner(struct mk_gpu *g, const struct mk_model *m,
                                      const struct mk_plan *p, const struct mk_gpu_options *opt)
 {
@@ -325,7 +362,7 @@ static enum mk_status gpu_open_inner(struct mk_gpu *g, const struct mk_model *m,
     float inv[MK_GPU_MAX_HALF_DIM];
     rope_inv_freq(&p->cfg, inv);
     GPU_ALLOC(a->inv_freq, inv, sizeof(float) * (size_t)(p->cfg.head_dim / 2));
-    return MK_OK;
+    return open_prefill(g, p, opt);
 }
 
 enum mk_status mk_gpu_open(const struct mk_model *m, const struct mk_plan *plan,
@@ -345,6 +382,7 @@ enum mk_status mk_gpu_open(const struct mk_model *m, const struct mk_plan *plan,
 void mk_gpu_close(struct mk_gpu *g)
 {
     if (!g) return;
+    mk_prefill_free(g->prefill);
     for (int i = 0; i < g->n_dev; i++) cudaFree(g->dev_blocks[i]);
     if (g->stream) cudaStreamDestroy(g->stream);
     free(g->tasks);
@@ -391,9 +429,19 @@ static enum mk_status check_requests(const struct mk_gpu *g, const struct mk_gpu
     return MK_OK;
 }
 
-/* Per-sequence device state for the requests (padding sequences inactive). */
+static bool is_stop(const struct mk_gpu_seq *q, int32_t tok)
+{
+    for (int k = 0; k < q->n_stop; k++)
+        if (q->stop[k] == tok) return true;
+    return false;
+}
+
+/* Per-sequence device state for the requests (padding sequences inactive). first: NULL
+ * (the kernel feeds the prompts one per step), or the prefill's first token of each
+ * request: the state after the prompt (token.cuh's SAMPLE rules applied to that token). */
 static enum mk_status set_requests(struct mk_gpu *g, const struct mk_gpu_request *req, int n,
-                                   struct launch_mem *lm, int *max_steps, int *ring_cap)
+                                   const int32_t *first, struct launch_mem *lm, int *max_steps,
+                                   int *ring_cap)
 {
     int B = g->a.batch, cap = 1, rcap = 1, steps = 0;
     for (int i = 0; i < n; i++) {
@@ -402,6 +450,7 @@ static enum mk_status set_requests(struct mk_gpu *g, const struct mk_gpu_request
         int st = req[i].prompt_len + req[i].max_new - 1;
         steps = st > steps ? st : steps;
     }
+    if (first) cap = 1; /* the kernel never reads the prompts */
     struct mk_gpu_seq seq[MK_GPU_MAX_BATCH];
     int32_t state[4 * MK_GPU_MAX_BATCH + 3];
     int32_t *prompt = calloc((size_t)B * cap, 4);
@@ -409,7 +458,7 @@ static enum mk_status set_requests(struct mk_gpu *g, const struct mk_gpu_request
     memset(seq, 0, sizeof seq);
     memset(state, 0, sizeof state);
     for (int i = 0; i < n; i++) {
-        memcpy(prompt + (size_t)i * cap, req[i].prompt, (size_t)req[i].prompt_len * 4);
+        if (!first) memcpy(prompt + (size_t)i * cap, req[i].prompt, (size_t)req[i].prompt_len * 4);
         seq[i].prompt_len = req[i].prompt_len;
         seq[i].max_new = req[i].max_new;
         seq[i].temperature = req[i].sampling.temperature;
@@ -426,6 +475,21 @@ static enum mk_status set_requests(struct mk_gpu *g, const struct mk_gpu_request
     state[4 * MK_GPU_MAX_BATCH] = 0;           /* abort */
     state[4 * MK_GPU_MAX_BATCH + 1] = INT_MAX; /* last_step */
     state[4 * MK_GPU_MAX_BATCH + 2] = n;       /* n_alive */
+    if (first) {
+        int alive = 0;
+        steps = 0;
+        for (int i = 0; i < n; i++) {
+            bool on = !is_stop(&seq[i], first[i]) && req[i].max_new > 1 &&
+                      req[i].prompt_len < g->a.max_ctx;
+            state[i] = first[i];                             /* tokens */
+            state[MK_GPU_MAX_BATCH + i] = req[i].prompt_len; /* pos */
+            state[2 * MK_GPU_MAX_BATCH + i] = on;            /* active */
+            state[3 * MK_GPU_MAX_BATCH + i] = 1;             /* n_gen */
+            alive += on;
+            if (on && req[i].max_new - 1 > steps) steps = req[i].max_new - 1;
+        }
+        state[4 * MK_GPU_MAX_BATCH + 2] = alive;
+    }
     cudaError_t e = cudaMalloc((void **)&lm->prompt_dev, (size_t)B * cap * 4);
     if (e == cudaSuccess)
         e = cudaMemcpy(lm->prompt_dev, prompt, (size_t)B * cap * 4, cudaMemcpyHostToDevice);
@@ -439,6 +503,10 @@ static enum mk_status set_requests(struct mk_gpu *g, const struct mk_gpu_request
     MK_CUDA_CHECK(cudaHostAlloc((void **)&lm->cancel, (size_t)B * 4, cudaHostAllocMapped));
     MK_CUDA_CHECK(cudaHostAlloc((void **)&lm->diag, sizeof *lm->diag, cudaHostAllocMapped));
     memset(lm->ring_count, 0, (size_t)B * 4);
+    for (int i = 0; first && i < n; i++) {
+        lm->ring_tok[(size_t)i * rcap] = first[i];
+        lm->ring_count[i] = 1;
+    }
     memset(lm->cancel, 0, (size_t)B * 4);
     memset(lm->diag, 0, sizeof *lm->diag);
     g->a.prompt = lm->prompt_dev;
@@ -483,12 +551,23 @@ static enum mk_status timeout_report(const struct mk_gpu *g, const struct mk_gpu
                     (unsigned long long)d->expected, (unsigned long long)d->seen);
 }
 
+/* Deliver what the ring holds already (the prefill's first tokens), then launch unless
+ * max_steps is 0 and stream the rest. Token times count from t0. */
 static enum mk_status run_launch(struct mk_gpu *g, struct launch_mem *lm, int n, int rcap,
-                                 mk_gpu_token_fn on_token, void *ctx, int32_t **out_tokens,
-                                 int *out_counts, struct mk_gpu_stats *st)
+                                 double t0, mk_gpu_token_fn on_token, void *ctx,
+                                 int32_t **out_tokens, int *out_counts, struct mk_gpu_stats *st)
 {
     int seen[MK_GPU_MAX_BATCH] = {0};
-    double t0 = mk_now_ms();
+    int got0 = drain_ring(lm, n, rcap, seen, on_token, ctx, out_tokens);
+    if (got0) {
+        st->first_token_ms = st->last_token_ms = mk_now_ms() - t0;
+        st->tokens = got0;
+    }
+    if (g->a.max_steps == 0) {
+        for (int b = 0; out_counts && b < n; b++) out_counts[b] = seen[b];
+        return MK_OK;
+    }
+    double tl = mk_now_ms();
     cudaError_t e = mk_kernel_launch(&g->a, g->grid, g->stream);
     if (e != cudaSuccess)
         return mk_error(MK_ERR_CUDA, "gpu: cooperative launch of %d CTAs: %s", g->grid,
@@ -512,11 +591,12 @@ static enum mk_status run_launch(struct mk_gpu *g, struct launch_mem *lm, int n,
                             cudaGetErrorString(q));
         break;
     }
-    st->kernel_ms = mk_now_ms() - t0;
+    double t_end = mk_now_ms();
+    st->kernel_ms = t_end - tl;
     int got = drain_ring(lm, n, rcap, seen, on_token, ctx, out_tokens);
     if (got) {
-        st->last_token_ms = st->kernel_ms;
-        if (st->tokens == 0) st->first_token_ms = st->kernel_ms;
+        st->last_token_ms = t_end - t0;
+        if (st->tokens == 0) st->first_token_ms = t_end - t0;
         st->tokens += got;
     }
     for (int b = 0; out_counts && b < n; b++) out_counts[b] = seen[b];
@@ -524,6 +604,65 @@ static enum mk_status run_launch(struct mk_gpu *g, struct launch_mem *lm, int n,
     int32_t last = 0;
     MK_CUDA_CHECK(cudaMemcpy(&last, g->a.last_step, 4, cudaMemcpyDeviceToHost));
     st->steps = last == INT_MAX ? g->a.max_steps : last + 1;
+    return MK_OK;
+}
+
+/* The prompts of req[0..n) through the prefill, packed into calls of at most
+ * g->prefill_tokens tokens (a longer prompt continues in the next call at pos0 = the
+ * tokens already in the cache): first[i] = request i's greedy first token, logits[i][V]
+ * the logits it came from. */
+static enum mk_status run_prefill(struct mk_gpu *g, const struct mk_gpu_request *req, int n,
+                                  int32_t *first, float *logits)
+{
+    const size_t V = (size_t)g->cfg.vocab_size;
+    struct mk_prefill_dev dev = {.weights = g->a.weights, .kv = g->a.kv, .stream = g->stream};
+    struct mk_prefill_seq seqs[MK_GPU_MAX_BATCH];
+    int32_t next[MK_GPU_MAX_BATCH];
+    int done[MK_GPU_MAX_BATCH] = {0};
+    float *lg = malloc(sizeof(float) * V * (size_t)n);
+    if (!lg) return mk_error(MK_ERR_NOMEM, "gpu: no host memory for the prefill logits");
+    enum mk_status s = MK_OK;
+    for (int i = 0; i < n && s == MK_OK;) {
+        int ns = 0, used = 0;
+        for (int j = i; j < n && used < g->prefill_tokens; j++) {
+            int left = req[j].prompt_len - done[j], room = g->prefill_tokens - used;
+            int take = left < room ? left : room;
+            seqs[ns++] = (struct mk_prefill_seq){.tokens = req[j].prompt + done[j], .n = take,
+                                                 .slot = j, .pos0 = done[j]};
+            used += take;
+        }
+        s = mk_prefill_run(g->prefill, &dev, seqs, ns, false, lg, next);
+        for (int k = 0; s == MK_OK && k < ns; k++) {
+            int j = seqs[k].slot;
+            done[j] += seqs[k].n;
+            if (done[j] < req[j].prompt_len) continue;
+            first[j] = next[k];
+            memcpy(logits + (size_t)j * V, lg + (size_t)k * V, sizeof(float) * V);
+        }
+        while (i < n && done[i] == req[i].prompt_len) i++;
+    }
+    free(lg);
+    return s;
+}
+
+/* Greedy batches go through the prefill; a sampled request sends its whole batch down
+ * the one-token-per-step path (the kernel's draws then start at the prompt's logits). */
+static bool use_prefill(const struct mk_gpu *g, const struct mk_gpu_request *req, int n)
+{
+    if (!g->prefill) return false;
+    for (int i = 0; i < n; i++)
+        if (req[i].sampling.temperature > 0.0f) return false;
+    return true;
+}
+
+/* With no launch to follow, the arena's logits rows become the prefill's (rows of
+ * padding sequences zero), as a launch would have left them. */
+static enum mk_status put_logits(struct mk_gpu *g, const float *logits)
+{
+    if (g->logits_off < 0) return MK_OK;
+    MK_CUDA_CHECK(cudaMemcpy(g->a.arena + g->logits_off, logits,
+                             sizeof(float) * (size_t)g->a.batch * g->cfg.vocab_size,
+                             cudaMemcpyHostToDevice));
     return MK_OK;
 }
 
@@ -536,10 +675,21 @@ enum mk_status mk_gpu_generate(struct mk_gpu *g, const struct mk_gpu_request *re
     struct launch_mem lm = {0};
     struct mk_gpu_stats st = {0};
     int steps = 0, rcap = 0;
-    s = set_requests(g, req, n, &lm, &steps, &rcap);
+    double t0 = mk_now_ms();
+    int32_t first[MK_GPU_MAX_BATCH];
+    float *logits = NULL;
+    bool pf = use_prefill(g, req, n);
+    if (pf) {
+        logits = calloc((size_t)g->a.batch * g->cfg.vocab_size, sizeof(float));
+        if (!logits) return mk_error(MK_ERR_NOMEM, "gpu: no host memory for the prefill logits");
+        s = run_prefill(g, req, n, first, logits);
+    }
+    if (s == MK_OK) s = set_requests(g, req, n, pf ? first : NULL, &lm, &steps, &rcap);
+    if (s == MK_OK && pf && steps == 0) s = put_logits(g, logits);
+    free(logits);
     if (s == MK_OK) {
         g->a.max_steps = steps;
-        s = run_launch(g, &lm, n, rcap, on_token, ctx, out_tokens, out_counts, &st);
+        s = run_launch(g, &lm, n, rcap, t0, on_token, ctx, out_tokens, out_counts, &st);
     }
     launch_mem_free(&lm);
     g->a.ring_tok = NULL;
