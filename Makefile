@@ -133,6 +133,7 @@ $(BUILD)/bench/%: bench/%.c $(LIB)
 # libFuzzer targets: the parsers are compiled once with clang's fuzzer instrumentation.
 FUZZ_FLAGS := $(CSTD) -O1 -g $(INCS) -fsanitize=fuzzer-no-link,address,undefined
 FUZZ_OBJ   := $(FUZZ_LIB_SRC:%.c=$(BUILD)/fuzz/obj/%.o)
+.SECONDARY: $(FUZZ_OBJ)
 $(BUILD)/fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo '  FUZZCC  $<'

@@ -1,8 +1,9 @@
 /* Decode speed of the megakernel: tgN (time per generated token over N tokens after a
- * P-token prompt fed one token per step), batch B, ignore EOS, greedy. One warm-up launch,
- * then `reps` launches; the median is reported. Time per token is measured on the host
- * from the arrival of the first to the last generated token in the mapped ring
- * (last - first) / (N - 1), so the prompt steps and the launch are excluded.
+ * P-token prompt through the tensor-core prefill), batch B, ignore EOS, greedy. One warm-up
+ * launch, then `reps` launches; the median is reported. Time per token is measured on the
+ * host from the arrival of the first generated token (made by the prefill) to the last one
+ * in the mapped ring, (last - first) / (N - 1): the prompt is excluded, the launch
+ * included. `mk bench` measures the same and more; this driver stays for quick checks.
  * Also measures the streaming-read ceiling of the GEMV's load style.
  *
  *   gpu_decode [--prompt P] [--gen N] [--batch B] [--reps R] [--name NAME]... DIR...

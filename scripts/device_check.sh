@@ -4,7 +4,7 @@
 # decode benchmark; logs under $OUT, a short summary table printed last. Build here first
 # (`make BUILD=build-gpu -j2 gpu-tests`), then
 #   run(command="BUILD=build-gpu scripts/device_check.sh", carry=["build-gpu"])
-# Optional: MK_DEVICE_STEPS="gpu models tests sanitizer cli bench decode" (default all
+# Optional: MK_DEVICE_STEPS="gpu models tests sanitizer cli bench decode peers serve" (default all
 # but decode; cli = mk generate --backend gpu vs cpu; bench = scripts/device_bench.sh = `mk bench`, decode = bench/gpu_decode for each
 # of MK_BENCH_BATCHES), MK_TEST_FILTER (default: the megakernel's tests), MK_BENCH_MODELS.
 set -u
@@ -56,6 +56,25 @@ for s in $STEPS; do
             '$BUILD/mk' generate $gold --prompt-ids 5,6,7,8 -n 12 --ignore-eos --backend cpu --output json >'$OUT/gen-cpu.json' &&
             python3 -c 'import json,sys; g=json.load(open(sys.argv[1]))[\"ids\"]; c=json.load(open(sys.argv[2]))[\"ids\"]; print(\"gpu\", g); print(\"cpu\", c); sys.exit(g != c)' '$OUT/gen-gpu.json' '$OUT/gen-cpu.json' &&
             '$BUILD/mk' generate \"\$MK_MODELS/qwen3-0.6b\" --prompt-ids 1,2,3,4,5,6,7,8 -n 64 --ignore-eos --backend gpu" ;;
+    peers) # PyTorch on the same checkpoints: eager and torch.compile + one CUDA graph
+        for m in ${MK_PEER_MODELS:-qwen3:0.6b:qwen3-0.6b llama:1b:llama-3.2-1b}; do
+            arch=${m%%:*}; rest=${m#*:}; preset=${rest%%:*}; name=${rest#*:}
+            dir=$(synth "$arch" "$preset") &&
+                step "peers-$name" python3 bench/peers/torch_decode.py "$dir" --name "$name" \
+                    --compile-mode "${MK_PEER_COMPILE_MODE:-default}" --reps 3 --warmup 1 \
+                    --jsonl "$OUT/results.jsonl"
+        done ;;
+    serve) # mk serve on the GPU backend under load: TTFT / TPOT / ITL at concurrency 1, 8, 32
+        for m in ${MK_SERVE_MODELS:-qwen3:0.6b:qwen3-0.6b}; do
+            arch=${m%%:*}; rest=${m#*:}; preset=${rest%%:*}; name=${rest#*:}
+            dir=$MK_MODELS/$arch-$preset-tok tokdir=data/tokenizers/$arch
+            [ -d "$tokdir" ] || tokdir=data/tokenizers/${arch}3  # llama -> llama3
+            [ -f "$dir/config.json" ] || "$BUILD/mk" synth --arch "$arch" --preset "$preset" \
+                --tokenizer "$tokdir" --out "$dir" >/dev/null
+            step "serve-$name" python3 bench/serve_load.py --serve "$dir" --mk "$BUILD/mk" \
+                --model-label "$name" --concurrency "${MK_SERVE_CONCURRENCY:-1,8,32}" \
+                --input-len 64 --output-len 64 --out "$OUT/results.jsonl"
+        done ;;
     decode) # the megakernel's own decode driver (bench/gpu_decode), tg128 per batch
         args=()
         for m in ${MK_BENCH_MODELS:-qwen3:0.6b:qwen3-0.6b llama:1b:llama-3.2-1b qwen3:8b:qwen3-8b}; do
