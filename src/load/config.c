@@ -5,7 +5,7 @@
  * rms_norm_eps 1e-6, rope_theta 10000, tie_word_embeddings false. A null value counts as
  * absent (exporters write nulls for unset options). Both the transformers 4 spelling
  * (rope_theta + rope_scaling, torch_dtype) and the 5 one (rope_parameters, dtype) are read.
- * Features that would change the math but are not implemented (o_proj/MLP biases, rope
+ * Features that would change the math and that this engine does not support (o_proj/MLP biases, rope
  * types other than llama3, Qwen's per-layer sliding window, activations other than SiLU)
  * are rejected, never ignored. */
 #include "mk/load.h"

@@ -79,6 +79,14 @@ struct mk_gpu_args {
     int32_t single_step;                     /* ... at this step, no waits, no signals */
 };
 
+/* Host helpers of gpu_cuda.c shared with the per-op baseline (per_op_cuda.c), so both
+ * run on identical weights and RoPE tables. */
+struct mk_model;
+void mk_gpu_rope_inv_freq(const struct mk_config *c, float *out); /* [head_dim / 2] */
+/* Every non-view weight of the plan, converted to bf16, at its offset from `dev`. */
+enum mk_status mk_gpu_upload_weights(const struct mk_model *m, const struct mk_plan *p,
+                                     char *dev);
+
 #ifdef __cplusplus
 }
 #endif

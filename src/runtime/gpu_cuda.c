@@ -85,7 +85,7 @@ static enum mk_status gpu_alloc(struct mk_gpu *g, void **dst, const void *src, s
     field = p_; } while (0)
 
 /* RoPE inverse frequencies (double, then fp32), llama3 scaling when configured. */
-static void rope_inv_freq(const struct mk_config *c, float *out)
+void mk_gpu_rope_inv_freq(const struct mk_config *c, float *out)
 {
     int half = c->head_dim / 2;
     for (int i = 0; i < half; i++) {
@@ -204,7 +204,7 @@ static enum mk_status check_plan(const struct mk_plan *p, int smem, int nb)
 }
 
 /* Upload every non-view weight of the plan, converted to bf16, at its offset. */
-static enum mk_status upload_weights(const struct mk_model *m, const struct mk_plan *p,
+enum mk_status mk_gpu_upload_weights(const struct mk_model *m, const struct mk_plan *p,
                                      char *dev)
 {
     for (uint32_t i = 0; i < p->n_weights; i++) {
@@ -344,7 +344,7 @@ static enum mk_status gpu_open_inner(struct mk_gpu *g, const struct mk_model *m,
     void *w;
     if ((s = gpu_alloc(g, &w, NULL, p->weight_bytes)) != MK_OK) return s;
     a->weights = w;
-    if ((s = upload_weights(m, p, w)) != MK_OK) return s;
+    if ((s = mk_gpu_upload_weights(m, p, w)) != MK_OK) return s;
     GPU_ALLOC(a->kv, NULL, p->kv_bytes);
     GPU_ALLOC(a->arena, NULL, p->arena_bytes);
     if ((s = upload_tables(g, p)) != MK_OK) return s;
@@ -360,7 +360,7 @@ static enum mk_status gpu_open_inner(struct mk_gpu *g, const struct mk_model *m,
     a->n_alive = st + 4 * MK_GPU_MAX_BATCH + 2;
     GPU_ALLOC(a->seq, NULL, sizeof(struct mk_gpu_seq) * MK_GPU_MAX_BATCH);
     float inv[MK_GPU_MAX_HALF_DIM];
-    rope_inv_freq(&p->cfg, inv);
+    mk_gpu_rope_inv_freq(&p->cfg, inv);
     GPU_ALLOC(a->inv_freq, inv, sizeof(float) * (size_t)(p->cfg.head_dim / 2));
     return open_prefill(g, p, opt);
 }

@@ -57,53 +57,6 @@ static enum mk_status po_alloc(struct mk_per_op *po, void **dst, const void *src
     if (s_ != MK_OK) return s_; \
     field = p_; } while (0)
 
-/* RoPE inverse frequencies, the megakernel's (gpu_cuda.c): double, then fp32, llama3
- * scaling when configured. */
-static void rope_inv_freq(const struct mk_config *c, float *out)
-{
-    int half = c->head_dim / 2;
-    for (int i = 0; i < half; i++) {
-        double f = 1.0 / pow((double)c->rope_theta, (2.0 * i) / c->head_dim);
-        if (c->rope_type == MK_ROPE_LLAMA3) {
-            double orig = c->rope_original_max_position;
-            double lo_wl = orig / c->rope_low_freq_factor, hi_wl = orig / c->rope_high_freq_factor;
-            double wl = 2.0 * M_PI / f;
-            if (wl > lo_wl) {
-                f = f / c->rope_factor;
-            } else if (wl >= hi_wl) {
-                double sm = (orig / wl - c->rope_low_freq_factor) /
-                            (c->rope_high_freq_factor - c->rope_low_freq_factor);
-                f = (1.0 - sm) * f / c->rope_factor + sm * f;
-            }
-        }
-        out[i] = (float)f;
-    }
-}
-
-static enum mk_status upload_weights(const struct mk_model *m, const struct mk_plan *p, char *dev)
-{
-    for (uint32_t i = 0; i < p->n_weights; i++) {
-        const struct mk_plan_weight *w = &p->weights[i];
-        if (w->view_parts) continue;
-        const struct mk_tensor *t = mk_safetensors_find(m->st, w->name);
-        uint64_t n = (uint64_t)w->rows * w->cols;
-        if (!t || (uint64_t)mk_tensor_numel(t) != n)
-            return mk_error(MK_ERR_FORMAT, "per-op: weight %s: missing or not %u x %u", w->name,
-                            w->rows, w->cols);
-        if (t->dtype == MK_DTYPE_BF16) {
-            MK_CUDA_CHECK(cudaMemcpy(dev + w->offset, t->data, n * 2, cudaMemcpyHostToDevice));
-            continue;
-        }
-        uint16_t *tmp = malloc(n * 2);
-        if (!tmp) return mk_error(MK_ERR_NOMEM, "per-op: weight %s: no host memory", w->name);
-        mk_tensor_to_bf16(t, tmp);
-        cudaError_t e = cudaMemcpy(dev + w->offset, tmp, n * 2, cudaMemcpyHostToDevice);
-        free(tmp);
-        MK_CUDA_CHECK(e);
-    }
-    return MK_OK;
-}
-
 /* The tables the task bodies read: tasks, buffer offsets/bytes, weight offsets/shapes. */
 static enum mk_status upload_tables(struct mk_per_op *po, const struct mk_plan *p)
 {
@@ -176,7 +129,7 @@ static enum mk_status open_inner(struct mk_per_op *po, const struct mk_model *m,
     void *w;
     if ((s = po_alloc(po, &w, NULL, p->weight_bytes)) != MK_OK) return s;
     a->weights = w;
-    if ((s = upload_weights(m, p, w)) != MK_OK) return s;
+    if ((s = mk_gpu_upload_weights(m, p, w)) != MK_OK) return s;
     PO_ALLOC(a->kv, NULL, p->kv_bytes);
     PO_ALLOC(a->arena, NULL, p->arena_bytes);
     if ((s = upload_tables(po, p)) != MK_OK) return s;
@@ -194,7 +147,7 @@ static enum mk_status open_inner(struct mk_per_op *po, const struct mk_model *m,
     PO_ALLOC(a->ring_count, NULL, (size_t)MK_GPU_MAX_BATCH * 4);
     PO_ALLOC(a->diag, NULL, sizeof(struct mk_gpu_diag));
     float inv[MK_GPU_MAX_HALF_DIM];
-    rope_inv_freq(&p->cfg, inv);
+    mk_gpu_rope_inv_freq(&p->cfg, inv);
     PO_ALLOC(a->inv_freq, inv, sizeof(float) * (size_t)(p->cfg.head_dim / 2));
     po->prefill_tokens = prefill_tokens;
     return prefill_tokens > 0 ? mk_prefill_new(p, prefill_tokens, false, &po->prefill) : MK_OK;
