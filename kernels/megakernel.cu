@@ -8,9 +8,7 @@
  * template bucket NB in {1, 2, 4, 8, 16} (rows b >= B are zero in shared memory and never
  * stored). Also here: a one-task kernel for the per-op tests and a streaming-read kernel
  * that measures the load style's bandwidth ceiling. Host entry points are extern "C". */
-#include "tasks/attention.cuh"
-#include "tasks/linear.cuh"
-#include "tasks/token.cuh"
+#include "tasks/dispatch.cuh"
 
 #include <cuda_runtime.h>
 
@@ -53,24 +51,6 @@ __device__ void mk_prefetch_task(const struct mk_gpu_args &a, const struct mk_ta
         break;
     default:
         break;
-    }
-}
-
-template <int NB>
-__device__ void mk_run_task(const struct mk_gpu_args &a, const struct mk_task &t, int step,
-                            char *smem)
-{
-    switch (t.op) {
-    case MK_TASK_EMBED: mk_task_embed(a, t); break;
-    case MK_TASK_NORM_LINEAR: mk_task_norm_linear<NB>(a, t, smem); break;
-    case MK_TASK_LINEAR_RESIDUAL: mk_task_linear_residual<NB>(a, t, smem); break;
-    case MK_TASK_NORM_GATE_UP: mk_task_norm_gate_up<NB>(a, t, smem); break;
-    case MK_TASK_QK_ROPE_KV: mk_task_qk_rope_kv(a, t, smem); break;
-    case MK_TASK_ATTN_PARTIAL: mk_task_attn_partial(a, t, smem); break;
-    case MK_TASK_ATTN_MERGE: mk_task_attn_merge(a, t); break;
-    case MK_TASK_LOGITS: mk_task_logits<NB>(a, t, smem); break;
-    case MK_TASK_SAMPLE: mk_task_sample(a, t, step, smem); break;
-    default: break; /* NOP */
     }
 }
 

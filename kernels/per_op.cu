@@ -18,6 +18,7 @@ namespace {
 #include "tasks/attention.cuh"
 #include "tasks/linear.cuh"
 #include "tasks/token.cuh"
+#include "tasks/dispatch.cuh"
 } // namespace
 
 template <int NB>
@@ -27,18 +28,7 @@ mk_per_op_kernel(const __grid_constant__ struct mk_gpu_args a, const uint32_t *o
 {
     extern __shared__ __align__(16) char smem[];
     const struct mk_task t = a.tasks[order[first + blockIdx.x]];
-    switch (t.op) {
-    case MK_TASK_EMBED: mk_task_embed(a, t); break;
-    case MK_TASK_NORM_LINEAR: mk_task_norm_linear<NB>(a, t, smem); break;
-    case MK_TASK_LINEAR_RESIDUAL: mk_task_linear_residual<NB>(a, t, smem); break;
-    case MK_TASK_NORM_GATE_UP: mk_task_norm_gate_up<NB>(a, t, smem); break;
-    case MK_TASK_QK_ROPE_KV: mk_task_qk_rope_kv(a, t, smem); break;
-    case MK_TASK_ATTN_PARTIAL: mk_task_attn_partial(a, t, smem); break;
-    case MK_TASK_ATTN_MERGE: mk_task_attn_merge(a, t); break;
-    case MK_TASK_LOGITS: mk_task_logits<NB>(a, t, smem); break;
-    case MK_TASK_SAMPLE: mk_task_sample(a, t, step, smem); break;
-    default: break; /* NOP */
-    }
+    mk_run_task<NB>(a, t, step, smem);
 }
 
 typedef void (*mk_per_op_fn)(struct mk_gpu_args, const uint32_t *, uint32_t, int);
