@@ -62,3 +62,20 @@ int cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...)
     fprintf(stderr, "\n%s", usage);
     return MK_EXIT_USAGE;
 }
+
+char *cli_read_stdin(size_t *len)
+{
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        n += fread(buf + n, 1, cap - n - 1, stdin);
+        if (n < cap - 1) break;
+        char *p = realloc(buf, cap * 2);
+        if (!p) free(buf);
+        buf = p;
+        cap *= 2;
+    }
+    if (buf) buf[n] = '\0';
+    if (len) *len = n;
+    return buf;
+}

@@ -5,6 +5,7 @@
 #define MK_CLI_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum { MK_EXIT_OK = 0, MK_EXIT_FAIL = 1, MK_EXIT_USAGE = 2, MK_EXIT_NO_GPU = 3 };
@@ -36,6 +37,10 @@ bool cli_float(const char *cmd, const char *flag, const char *s, double lo, doub
 /* The value after a flag at argv[*i]; advances *i. Prints an error and returns NULL when
  * the flag is last. */
 const char *cli_value(const char *cmd, int argc, char **argv, int *i);
+
+/* All of stdin in a NUL-terminated heap buffer (*len bytes, may be NULL); NULL when out
+ * of memory. */
+char *cli_read_stdin(size_t *len);
 
 /* Print "mk CMD: MSG" and the usage text to stderr; returns MK_EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...)

@@ -57,22 +57,6 @@ static bool parse_ids(const char *s, struct mk_ids *ids, const char **err)
     return false;
 }
 
-static char *read_stdin(void)
-{
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        n += fread(buf + n, 1, cap - n - 1, stdin);
-        if (n < cap - 1) break;
-        char *p = realloc(buf, cap * 2);
-        if (!p) free(buf);
-        buf = p;
-        cap *= 2;
-    }
-    if (buf) buf[n] = '\0';
-    return buf;
-}
-
 /* Decode one id list; prints raw text, or a JSON string line in jsonl mode. */
 static int emit(const struct mk_tokenizer *tok, const struct mk_ids *ids, bool skip, bool jsonl,
                 long lineno)
@@ -155,7 +139,7 @@ int mk_cmd_detokenize(int argc, char **argv)
     if (jsonl) {
         rc = run_jsonl(tok, skip);
     } else {
-        char *in = idtext ? NULL : read_stdin();
+        char *in = idtext ? NULL : cli_read_stdin(NULL);
         struct mk_ids ids = {0};
         const char *err = "out of memory";
         if ((!idtext && !in) || !parse_ids(idtext ? idtext : in, &ids, &err)) {

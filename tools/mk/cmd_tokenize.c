@@ -58,23 +58,6 @@ static int parse_args(int argc, char **argv, struct opts *o)
     return MK_EXIT_OK;
 }
 
-static char *read_stdin(size_t *len)
-{
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        n += fread(buf + n, 1, cap - n - 1, stdin);
-        if (n < cap - 1) break;
-        char *p = realloc(buf, cap * 2);
-        if (!p) free(buf);
-        buf = p;
-        cap *= 2;
-    }
-    if (buf) buf[n] = '\0';
-    *len = n;
-    return buf;
-}
-
 static void print_ids(const struct mk_ids *ids)
 {
     putchar('[');
@@ -206,7 +189,7 @@ int mk_cmd_tokenize(int argc, char **argv)
         rc = run_jsonl(tok, &o);
     } else {
         size_t len = o.text ? strlen(o.text) : 0;
-        char *in = o.text ? NULL : read_stdin(&len);
+        char *in = o.text ? NULL : cli_read_stdin(&len);
         const char *text = o.text ? o.text : in;
         struct mk_ids ids = {0};
         if (!text) rc = fail("out of memory reading stdin");
