@@ -1,18 +1,21 @@
 /* The persistent megakernel: one CTA per SM runs its program (the plan's ordered task
  * list) once per decode step, step after step, inside one cooperative launch.
  *
- * Per task: one thread of warp 1 copies the NEXT task's descriptor, waits and signals into
- * shared memory and asks L2 for its weights (cp.async.bulk.prefetch), while thread 0
- * waits on this task's events (kernels/sync.cuh); then the CTA runs the body and signals.
- * Weight streaming and plan-table reads so overlap the dependency waits. The batch size is a
- * template bucket NB in {1, 2, 4, 8, 16} (rows b >= B are zero in shared memory and never
- * stored). Also here: a one-task kernel for the per-op tests and a streaming-read kernel
- * that measures the load style's bandwidth ceiling. Host entry points are extern "C". */
+ * Per task: one thread of warp 1 copies the descriptor MK_RING_WINDOW - 1 tasks ahead
+ * (waits, signals, weight-ring chunks) into shared memory; thread 0 issues the bulk
+ * copies of the weights of this and the next tasks into the weight ring
+ * (kernels/tasks/ring.cuh) and then waits on this task's events (kernels/sync.cuh); then
+ * the CTA runs the body and signals. Weight streaming and plan-table reads so overlap the
+ * dependency waits. The batch size is a template bucket NB in {1, 2, 4, 8, 16} (rows
+ * b >= B are zero in shared memory and never stored). Also here: a one-task kernel for the
+ * per-op tests and a streaming-read kernel that measures the load style's bandwidth
+ * ceiling. Host entry points are extern "C". */
 #include "tasks/dispatch.cuh"
 
 #include <cuda_runtime.h>
 
-/* Per-task cap of the L2 prefetch: 132 SMs x two tasks stay well inside the 50 MB L2. */
+/* Per-task cap of the L2 prefetch (tasks off the weight ring): 132 SMs x two tasks stay
+ * well inside the 50 MB L2. */
 enum { MK_PREFETCH_CAP = 96 * 1024 };
 
 /* Prefetch rows [r0, r1) x cols [k0, k1) of weight w (bf16, row-major) into L2; one
@@ -54,45 +57,76 @@ __device__ void mk_prefetch_task(const struct mk_gpu_args &a, const struct mk_ta
     }
 }
 
+/* Thread 0 or 32: put the descriptor of stream task `seq` (program entry seq % n) and its
+ * ring chunks in window slot seq % MK_RING_WINDOW; a task that does not take the ring
+ * gets its weights prefetched into L2 instead. */
+template <int NB>
+__device__ void mk_fetch_window(const struct mk_gpu_args &a, uint32_t p0, uint32_t n, uint32_t seq,
+                                struct mk_smem_misc *m)
+{
+    const uint32_t slot = seq % MK_RING_WINDOW;
+    mk_fetch_info(a, a.prog_tasks[p0 + seq % n], &m->info[slot]);
+    m->geom[slot] = mk_ring_geometry<NB>(a, m->info[slot].t);
+    if (m->geom[slot].chunks == 0) mk_prefetch_task(a, m->info[slot].t);
+}
+
 template <int NB>
 __global__ void __launch_bounds__(MK_GPU_THREADS, 1)
 mk_megakernel(const __grid_constant__ struct mk_gpu_args a)
 {
-    extern __shared__ __align__(16) char smem[];
+    extern __shared__ __align__(128) char smem[];
     struct mk_smem_misc *m = mk_misc(smem);
     if (a.single_task != MK_NONE) { /* the per-op tests: one task, one CTA */
         const struct mk_task t = a.tasks[a.single_task];
+        mk_ring_standalone<NB>(a, t, smem);
         mk_run_task<NB>(a, t, a.single_step, smem);
         return;
     }
     const uint32_t p0 = a.prog_start[blockIdx.x], p1 = a.prog_start[blockIdx.x + 1];
     if (p0 >= p1) return;
+    const uint32_t n = p1 - p0;
     if (threadIdx.x == 0) {
-        mk_fetch_info(a, a.prog_tasks[p0], &m->info[0]);
-        mk_prefetch_task(a, m->info[0].t);
+        for (uint32_t j = 0; j + 1 < MK_RING_WINDOW; j++) mk_fetch_window<NB>(a, p0, n, j, m);
+        mk_ring_init(m, (uint32_t)a.max_steps * n);
     }
     __syncthreads();
-    uint32_t k = 0; /* tasks run so far: info[k & 1] is the current one */
+    uint32_t k = 0; /* the stream number of the current task: info[k % MK_RING_WINDOW] */
     for (int step = 0; step < a.max_steps; step++) {
         if (threadIdx.x == 0)
             m->flag = mk_ld_acquire_s32(a.last_step) < step || mk_ld_acquire(a.abort_flag);
         __syncthreads();
         int stop = m->flag;
         __syncthreads();
-        if (stop) return;
+        if (stop) break;
         for (uint32_t i = p0; i < p1; i++, k++) {
-            const struct mk_task_info *cur = &m->info[k & 1];
+            const struct mk_task_info *cur = &m->info[k % MK_RING_WINDOW];
             const struct mk_task t = cur->t;
-            if (threadIdx.x == 32) { /* warp 1: next descriptor and its L2 prefetch */
-                struct mk_task_info *nxt = &m->info[(k + 1) & 1];
-                mk_fetch_info(a, a.prog_tasks[i + 1 < p1 ? i + 1 : p0], nxt);
-                mk_prefetch_task(a, nxt->t);
+            if (threadIdx.x == 32) /* warp 1: the descriptor MK_RING_WINDOW - 1 tasks ahead */
+                mk_fetch_window<NB>(a, p0, n, k + MK_RING_WINDOW - 1, m);
+            if (threadIdx.x == 0) { /* weights of this and the next tasks stream meanwhile */
+                m->ring.win_hi = k + MK_RING_WINDOW - 2;
+                mk_ring_pump(a, smem);
             }
-            if (!mk_task_wait(a, cur, step, &m->flag)) return;
+            const bool prof = a.prof != nullptr && step < a.prof_steps && threadIdx.x == 0;
+            const uint32_t id = cur->id; /* warp 1 refills *cur once this task signalled */
+            uint64_t t_wait = prof ? mk_globaltimer() : 0;
+            if (!mk_task_wait(a, cur, step, &m->flag)) {
+                if (threadIdx.x == 0) mk_ring_drain(m);
+                return;
+            }
+            uint64_t t_ready = prof ? mk_globaltimer() : 0;
             mk_run_task<NB>(a, t, step, smem);
             mk_task_signal(a, cur);
+            if (prof) {
+                uint64_t *r = a.prof + ((size_t)step * a.n_tasks + id) * 4;
+                r[0] = t_wait;
+                r[1] = t_ready;
+                r[2] = mk_globaltimer();
+                r[3] = blockIdx.x;
+            }
         }
     }
+    if (threadIdx.x == 0) mk_ring_drain(m); /* no copy may land after the CTA is gone */
 }
 
 /* Read `n16` 16-byte words with the GEMV's load style (8 per thread in flight per round);

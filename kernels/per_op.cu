@@ -28,6 +28,7 @@ mk_per_op_kernel(const __grid_constant__ struct mk_gpu_args a, const uint32_t *o
 {
     extern __shared__ __align__(16) char smem[];
     const struct mk_task t = a.tasks[order[first + blockIdx.x]];
+    mk_ring_standalone<NB>(a, t, smem);
     mk_run_task<NB>(a, t, step, smem);
 }
 

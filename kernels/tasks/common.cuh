@@ -16,7 +16,25 @@
 #include <cuda_bf16.h>
 #include <math_constants.h>
 
-enum { MK_SMEM_MISC = MK_GPU_SMEM_MISC, MK_WARPS = MK_GPU_THREADS / 32 };
+enum { MK_SMEM_MISC = MK_GPU_SMEM_MISC, MK_WARPS = MK_GPU_THREADS / 32, MK_RING_WINDOW = 4 };
+
+/* The weight-ring chunks of one task (kernels/tasks/ring.cuh): chunks = per_mat per
+ * weight matrix (two for NORM_GATE_UP), each rows_per whole rows of cols, or (rows_per 0)
+ * one of `slices` slices of a row; chunks == 0: the task does not use the ring. */
+struct mk_ring_geom {
+    uint32_t chunks, per_mat, rows_per, slices;
+    uint32_t cols, r0, nrows, pad;
+    uint64_t w_off[2];
+};
+
+/* The ring's stream counters (thread 0 writes them): chunks issued and released so far,
+ * the producer's cursor (task seq, chunk in it), the last task seq whose descriptor the
+ * producer may read, and the first task seq it must not load (the launch's end). */
+struct mk_ring_state {
+    uint32_t issued, released;
+    uint32_t cur_seq, cur_chunk;
+    uint32_t win_hi, seq_end;
+};
 
 struct mk_smem_misc {
     int flag;
@@ -29,7 +47,12 @@ struct mk_smem_misc {
     unsigned long long key;      /* SAMPLE: broadcast key */
     float val;                   /* SAMPLE: broadcast value */
     int ival[2];                 /* SAMPLE: broadcast ints */
-    struct mk_task_info info[2]; /* the current and the next task (double buffer) */
+    /* Descriptors of the current task and the next MK_RING_WINDOW - 1 of the program
+     * (task k of the stream in slot k % MK_RING_WINDOW), with their weight-ring chunks. */
+    struct mk_task_info info[MK_RING_WINDOW];
+    struct mk_ring_geom geom[MK_RING_WINDOW];
+    uint64_t ring_full[MK_GPU_RING_STAGES]; /* mbarriers: slot's bulk copy landed */
+    struct mk_ring_state ring;
 };
 static_assert(sizeof(struct mk_smem_misc) <= MK_SMEM_MISC, "misc area too small");
 
@@ -99,6 +122,14 @@ static __device__ __forceinline__ void mk_prefetch_l2(const void *p, uint32_t by
     asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" :: "l"(p), "r"(bytes) : "memory");
 }
 
+static __device__ __forceinline__ void mk_unpack8(uint4 w, float f[8])
+{
+    f[0] = __uint_as_float(w.x << 16); f[1] = __uint_as_float(w.x & 0xffff0000u);
+    f[2] = __uint_as_float(w.y << 16); f[3] = __uint_as_float(w.y & 0xffff0000u);
+    f[4] = __uint_as_float(w.z << 16); f[5] = __uint_as_float(w.z & 0xffff0000u);
+    f[6] = __uint_as_float(w.w << 16); f[7] = __uint_as_float(w.w & 0xffff0000u);
+}
+
 static __device__ __forceinline__ float mk_warp_sum(float v)
 {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -143,6 +174,25 @@ static __device__ void mk_block_rstd(const struct mk_act &x, uint32_t n, float e
         float s = 0.0f;
         for (int w = 0; w < (int)(blockDim.x / 32); w++) s += m->red[w * NB + threadIdx.x];
         m->rstd[threadIdx.x] = rsqrtf(s / (float)n + eps);
+    }
+    __syncthreads();
+}
+
+/* rstd[b] from per-thread sums of squares (fixed order: warp tree, warps in order). */
+template <int NB>
+static __device__ void mk_rstd_from(const float ss[NB], uint32_t n, float eps, struct mk_smem_misc *m)
+{
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+#pragma unroll
+    for (int b = 0; b < NB; b++) {
+        float v = mk_warp_sum(ss[b]);
+        if (lane == 0) m->red[warp * NB + b] = v;
+    }
+    __syncthreads();
+    if (threadIdx.x < NB) {
+        float v = 0.0f;
+        for (int w = 0; w < (int)(blockDim.x / 32); w++) v += m->red[w * NB + threadIdx.x];
+        m->rstd[threadIdx.x] = rsqrtf(v / (float)n + eps);
     }
     __syncthreads();
 }

@@ -14,15 +14,7 @@
 #ifndef MK_TASK_LINEAR_CUH
 #define MK_TASK_LINEAR_CUH
 
-#include "tasks/common.cuh"
-
-static __device__ __forceinline__ void mk_unpack8(uint4 w, float f[8])
-{
-    f[0] = __uint_as_float(w.x << 16); f[1] = __uint_as_float(w.x & 0xffff0000u);
-    f[2] = __uint_as_float(w.y << 16); f[3] = __uint_as_float(w.y & 0xffff0000u);
-    f[4] = __uint_as_float(w.z << 16); f[5] = __uint_as_float(w.z & 0xffff0000u);
-    f[6] = __uint_as_float(w.w << 16); f[7] = __uint_as_float(w.w & 0xffff0000u);
-}
+#include "tasks/ring.cuh"
 
 /* Rows at a time per warp: fewer at large batch and with two matrices, so that the
  * R x NB sums and 2R loads in flight stay in registers (no spills under 128). */
@@ -108,25 +100,6 @@ struct mk_xsrc {
     const uint16_t *norm_w; /* nullptr: no norm */
 };
 
-/* rstd[b] from per-thread sums of squares (fixed order: warp tree, warps in order). */
-template <int NB>
-static __device__ void mk_rstd_from(const float ss[NB], uint32_t n, float eps, struct mk_smem_misc *m)
-{
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-#pragma unroll
-    for (int b = 0; b < NB; b++) {
-        float v = mk_warp_sum(ss[b]);
-        if (lane == 0) m->red[warp * NB + b] = v;
-    }
-    __syncthreads();
-    if (threadIdx.x < NB) {
-        float v = 0.0f;
-        for (int w = 0; w < (int)(blockDim.x / 32); w++) v += m->red[w * NB + threadIdx.x];
-        m->rstd[threadIdx.x] = rsqrtf(v / (float)n + eps);
-    }
-    __syncthreads();
-}
-
 /* The whole row in one chunk (the common case): one pass of 16-byte loads puts x * norm_w
  * in shared memory and sums x^2 (one L2 round trip instead of two), then scales by rstd. */
 template <int NB>
@@ -174,7 +147,7 @@ static __device__ void mk_gemv(const struct mk_gpu_args &a, const struct mk_xsrc
     float *res2 = res + (size_t)nrows * NB;
     size_t res_floats = ((size_t)nrows * NB * (DUAL ? 2 : 1) + 3) & ~(size_t)3;
     float *xs = res + res_floats;
-    size_t avail = ((size_t)a.smem_bytes - MK_SMEM_MISC) / 4 - res_floats;
+    size_t avail = mk_work_bytes(a) / 4 - res_floats;
     uint32_t cmax = (uint32_t)(avail / NB) & ~7u;
     *res_out = res;
     *res2_out = res2;
@@ -203,6 +176,21 @@ static __device__ void mk_gemv(const struct mk_gpu_args &a, const struct mk_xsrc
     }
 }
 
+/* The GEMV of a linear task: through the weight ring when the task takes it (its chunks
+ * are already streaming in, ring.cuh), else the direct path above. */
+template <int NB, bool DUAL>
+static __device__ void mk_gemv_task(const struct mk_gpu_args &a, const struct mk_task &t,
+                                    const struct mk_xsrc &src, const uint16_t *W,
+                                    const uint16_t *W2, uint32_t cols, uint32_t k0, uint32_t k1,
+                                    char *smem, float **res, float **res2)
+{
+    const struct mk_ring_geom g = mk_ring_geometry<NB>(a, t);
+    if (g.chunks)
+        mk_gemv_ring<NB>(a, t, g, src.in, src.norm_w, smem, res, res2);
+    else
+        mk_gemv<NB, DUAL>(a, src, W, W2, cols, t.r0, t.r1, k0, k1, smem, res, res2);
+}
+
 /* Where a linear task writes: out, or partial `split` of out when K-split. */
 static __device__ __forceinline__ float *mk_linear_dst(const struct mk_gpu_args &a,
                                                 const struct mk_task &t, uint32_t n)
@@ -220,7 +208,7 @@ static __device__ void mk_task_norm_linear(const struct mk_gpu_args &a, const st
     uint32_t rows = a.w_rows[t.w1], cols = a.w_cols[t.w1];
     struct mk_xsrc src = {mk_act_of(a, t.in0, cols), t.w0 != MK_NONE ? mk_weight(a, t.w0) : nullptr};
     float *res, *res2;
-    mk_gemv<NB, false>(a, src, W, nullptr, cols, t.r0, t.r1, t.k0, t.k1, smem, &res, &res2);
+    mk_gemv_task<NB, false>(a, t, src, W, nullptr, cols, t.k0, t.k1, smem, &res, &res2);
     const uint16_t *bias = (t.w2 != MK_NONE && t.split == 0) ? mk_weight(a, t.w2) : nullptr;
     float *o = mk_linear_dst(a, t, rows);
     uint32_t nrows = t.r1 - t.r0;
@@ -240,7 +228,7 @@ static __device__ void mk_task_linear_residual(const struct mk_gpu_args &a, cons
     uint32_t rows = a.w_rows[t.w1], cols = a.w_cols[t.w1];
     struct mk_xsrc src = {mk_act_of(a, t.in0, cols), nullptr};
     float *res, *res2;
-    mk_gemv<NB, false>(a, src, W, nullptr, cols, t.r0, t.r1, t.k0, t.k1, smem, &res, &res2);
+    mk_gemv_task<NB, false>(a, t, src, W, nullptr, cols, t.k0, t.k1, smem, &res, &res2);
     struct mk_act resid = mk_act_of(a, t.in1, rows);
     float *o = mk_linear_dst(a, t, rows);
     uint32_t nrows = t.r1 - t.r0;
@@ -260,7 +248,7 @@ static __device__ void mk_task_norm_gate_up(const struct mk_gpu_args &a, const s
     uint32_t rows = a.w_rows[t.w1], cols = a.w_cols[t.w1];
     struct mk_xsrc src = {mk_act_of(a, t.in0, cols), t.w0 != MK_NONE ? mk_weight(a, t.w0) : nullptr};
     float *g, *u;
-    mk_gemv<NB, true>(a, src, Wg, Wu, cols, t.r0, t.r1, t.k0, t.k1, smem, &g, &u);
+    mk_gemv_task<NB, true>(a, t, src, Wg, Wu, cols, t.k0, t.k1, smem, &g, &u);
     float *o = mk_buf(a, t.out);
     uint32_t nrows = t.r1 - t.r0;
     for (uint32_t i = threadIdx.x; i < nrows * (uint32_t)a.batch; i += blockDim.x) {
@@ -281,7 +269,7 @@ static __device__ void mk_task_logits(const struct mk_gpu_args &a, const struct 
     uint32_t rows = a.w_rows[t.w1], cols = a.w_cols[t.w1];
     struct mk_xsrc src = {mk_act_of(a, t.in0, cols), t.w0 != MK_NONE ? mk_weight(a, t.w0) : nullptr};
     float *res, *res2;
-    mk_gemv<NB, false>(a, src, W, nullptr, cols, t.r0, t.r1, 0, cols, smem, &res, &res2);
+    mk_gemv_task<NB, false>(a, t, src, W, nullptr, cols, 0, cols, smem, &res, &res2);
     float *o = mk_buf(a, t.out);
     uint32_t nrows = t.r1 - t.r0;
     for (uint32_t i = threadIdx.x; i < nrows * (uint32_t)a.batch; i += blockDim.x) {

@@ -17,6 +17,9 @@ enum {
     MK_GPU_THREADS = 512,       /* threads per CTA the kernel is compiled for */
     MK_GPU_SMEM_MISC = 8192,    /* shared-memory bytes every task reserves (kernels/tasks) */
     MK_GPU_ATTN_CHUNK = 64,     /* positions per attention tile */
+    MK_GPU_RING_STAGES = 8,     /* weight ring (kernels/tasks/ring.cuh): slots ... */
+    MK_GPU_RING_STAGE = 16384,  /* ... of this many bytes, at the end of shared memory */
+    MK_GPU_RING_BYTES = MK_GPU_RING_STAGES * MK_GPU_RING_STAGE,
 };
 
 /* One sequence of the batch, set by the host before the launch (device memory). */
@@ -77,6 +80,13 @@ struct mk_gpu_args {
     uint64_t timeout_ns;                     /* bound of every wait */
     uint32_t single_task;                    /* MK_NONE, or: run only this task (tests) */
     int32_t single_step;                     /* ... at this step, no waits, no signals */
+    /* The per-task profile (off when prof is NULL): for steps < prof_steps, thread 0 of
+     * the task's CTA stores prof[(step * n_tasks + task) * 4 + i] = %globaltimer (ns) at
+     * i = 0: before its waits, 1: after them (all events seen, CTA released), 2: after
+     * its signals; i = 3: the SM (blockIdx.x). Device memory, zeroed by the host. */
+    uint64_t *prof;
+    int32_t prof_steps;
+    uint32_t n_tasks;
 };
 
 /* Host helpers of gpu_cuda.c shared with the per-op baseline (per_op_cuda.c), so both

@@ -184,7 +184,7 @@ static enum mk_status check_plan(const struct mk_plan *p, int smem, int nb)
                                 i, op_name(t->op), t->layer, t->r0, t->r1, k0, k1,
                                 p->weights[t->w1].rows, cols);
         }
-        uint64_t need = task_smem(p, t, nb);
+        uint64_t need = task_smem(p, t, nb) + MK_GPU_RING_BYTES; /* the ring is always there */
         if (need > (uint64_t)smem)
             return mk_error(MK_ERR_UNSUPPORTED, "gpu: task %u (%s layer %u) needs %llu bytes of "
                             "shared memory, the kernel has %d", i, op_name(t->op), t->layer,
@@ -333,6 +333,7 @@ static enum mk_status gpu_open_inner(struct mk_gpu *g, const struct mk_model *m,
     struct mk_gpu_args *a = &g->a;
     a->cfg = p->cfg;
     a->single_task = MK_NONE;
+    a->n_tasks = p->n_tasks;
     a->batch = B;
     a->max_ctx = p->target.max_ctx;
     a->smem_bytes = smem;
