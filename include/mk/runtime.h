@@ -102,6 +102,21 @@ enum mk_status mk_gpu_generate(struct mk_gpu *g, const struct mk_gpu_request *re
                                mk_gpu_token_fn on_token, void *ctx, int32_t **out_tokens,
                                int *out_counts, struct mk_gpu_stats *stats);
 
+/* ---- the per-task profile (mk/profile.h analyzes what it records) ------------------ */
+
+/* Turn the profile on for the following launches of g: device memory for `steps` steps
+ * of records ([steps][plan n_tasks][MK_PROF_FIELDS] uint64, zeroed); each launch then
+ * records its steps [0, steps) (%globaltimer around every task: a few stores per task).
+ * With a prompt fed one token per step (MK_GPU_PROMPT_STEP), step s is prompt token s
+ * until the prompt is consumed. A second begin replaces the first. MK_ERR_ARG for
+ * steps < 1, MK_ERR_NOMEM, MK_ERR_CUDA. Off by default: no records, no cost. */
+enum mk_status mk_gpu_profile_begin(struct mk_gpu *g, int steps);
+/* Copy the records of steps [0, steps) into dst (steps * n_tasks * MK_PROF_FIELDS
+ * uint64) and turn the profile off (its memory is freed). Steps the launch did not run
+ * (stats.steps) read as zeros, which mk_profile_analyze refuses. MK_ERR_ARG when the
+ * profile is off or holds fewer steps. */
+enum mk_status mk_gpu_profile_read(struct mk_gpu *g, uint64_t *dst, int steps);
+
 /* ---- the engine's GPU backend ------------------------------------------------------- */
 
 struct mk_backend; /* mk/engine.h */

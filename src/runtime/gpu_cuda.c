@@ -18,6 +18,7 @@
  * decodes. */
 #include "mk/plan.h"
 #include "mk/prefill.h"
+#include "mk/profile.h"
 #include "mk/runtime.h"
 #include "runtime/cuda_check.h"
 #include "runtime/gpu_abi.h"
@@ -384,6 +385,7 @@ void mk_gpu_close(struct mk_gpu *g)
 {
     if (!g) return;
     mk_prefill_free(g->prefill);
+    cudaFree(g->a.prof); /* the profile's records, when mk_gpu_profile_begin left them */
     for (int i = 0; i < g->n_dev; i++) cudaFree(g->dev_blocks[i]);
     if (g->stream) cudaStreamDestroy(g->stream);
     free(g->tasks);
@@ -801,4 +803,43 @@ enum mk_status mk_gpu_stream_bench(uint64_t bytes, int reps, double *gbps_1cta,
     cudaFree(buf);
     cudaFree(sink);
     return s;
+}
+
+/* ---- the per-task profile: g->a.prof holds [prof_steps][n_tasks][4] uint64 records
+ * (mk/profile.h), allocated by begin, freed by read or close; NULL: off. */
+
+enum mk_status mk_gpu_profile_begin(struct mk_gpu *g, int steps)
+{
+    if (steps < 1)
+        return mk_error(MK_ERR_ARG, "gpu: profile of %d steps, expected >= 1", steps);
+    cudaFree(g->a.prof);
+    g->a.prof = NULL;
+    g->a.prof_steps = 0;
+    size_t bytes = (size_t)steps * g->plan.n_tasks * MK_PROF_FIELDS * sizeof(uint64_t);
+    uint64_t *d = NULL;
+    if (cudaMalloc((void **)&d, bytes) != cudaSuccess) {
+        cudaGetLastError();
+        return mk_error(MK_ERR_NOMEM, "gpu: profile: cudaMalloc of %zu bytes failed", bytes);
+    }
+    g->a.prof = d;
+    MK_CUDA_CHECK(cudaMemset(d, 0, bytes));
+    g->a.prof_steps = steps;
+    g->a.n_tasks = g->plan.n_tasks;
+    return MK_OK;
+}
+
+enum mk_status mk_gpu_profile_read(struct mk_gpu *g, uint64_t *dst, int steps)
+{
+    if (!g->a.prof || steps < 1 || steps > g->a.prof_steps)
+        return mk_error(MK_ERR_ARG, "gpu: profile: read of %d steps, the profile %s %d",
+                        steps, g->a.prof ? "holds" : "is off: mk_gpu_profile_begin, then",
+                        g->a.prof_steps);
+    uint64_t *d = g->a.prof;
+    g->a.prof = NULL;
+    g->a.prof_steps = 0;
+    cudaError_t e = cudaMemcpy(dst, d, (size_t)steps * g->plan.n_tasks * MK_PROF_FIELDS *
+                               sizeof(uint64_t), cudaMemcpyDeviceToHost);
+    cudaFree(d);
+    MK_CUDA_CHECK(e);
+    return MK_OK;
 }

@@ -47,6 +47,18 @@ enum mk_status mk_gpu_run_task(struct mk_gpu *g, uint32_t task, int step)
     return no_cuda();
 }
 
+enum mk_status mk_gpu_profile_begin(struct mk_gpu *g, int steps)
+{
+    (void)g; (void)steps;
+    return no_cuda();
+}
+
+enum mk_status mk_gpu_profile_read(struct mk_gpu *g, uint64_t *dst, int steps)
+{
+    (void)g; (void)dst; (void)steps;
+    return no_cuda();
+}
+
 enum mk_status mk_gpu_stream_bench(uint64_t bytes, int reps, double *gbps_1cta,
                                    double *gbps_4cta)
 {
