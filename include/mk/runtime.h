@@ -146,6 +146,32 @@ enum mk_status mk_gpu_run_task(struct mk_gpu *g, uint32_t task, int step);
 enum mk_status mk_gpu_stream_bench(uint64_t bytes, int reps, double *gbps_1cta,
                                    double *gbps_4cta);
 
+/* The floor of the megakernel's cross-SM synchronization (kernels/syncbench.cu): the
+ * signal and wait of kernels/sync.cuh with no work, one CTA of MK_GPU_THREADS threads
+ * per SM on every SM, one cooperative launch. */
+enum mk_sync_test {
+    MK_SYNC_CHAIN,      /* per hop: CTA i waits for CTA i-1's signal, then signals i+1 */
+    MK_SYNC_LEVEL,      /* per level: every CTA signals one counter and waits for all */
+    MK_SYNC_LEVEL_BAR,  /* LEVEL with a task's barriers (mk_task_signal / mk_task_wait) */
+    MK_SYNC_LEVEL_DATA, /* LEVEL_BAR + a store before the signal and a 4 KiB row read
+                           (16 B per thread, ld.global.cg) after the wait */
+    MK_SYNC_TESTS
+};
+
+struct mk_sync_result {
+    double median_ns, p90_ns; /* per hop (CHAIN) or per level, over the samples */
+    double launch_ns;         /* cudaEvent time of the whole launch (launch and warm-up
+                                 included) / its hops or levels */
+    int samples;              /* samples of per_sample rounds (CHAIN) or levels, timed by
+                                 CTA 0's %globaltimer after a warm-up of one sample */
+    int per_sample;
+    int ctas, sms;            /* CTAs launched; distinct SMs they ran on */
+};
+
+/* Run one test with `samples` samples (1..10000). MK_ERR_TIMEOUT when a wait did not
+ * end within a second; MK_ERR_INTERNAL when the handoff read another level's data. */
+enum mk_status mk_gpu_sync_bench(enum mk_sync_test test, int samples, struct mk_sync_result *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -72,3 +72,9 @@ enum mk_status mk_backend_gpu_new(const struct mk_model *m, int max_batch, int m
     (void)m; (void)max_batch; (void)max_ctx; (void)out;
     return no_cuda();
 }
+
+enum mk_status mk_gpu_sync_bench(enum mk_sync_test test, int samples, struct mk_sync_result *out)
+{
+    (void)test; (void)samples; (void)out;
+    return no_cuda();
+}
