@@ -10,6 +10,7 @@ from mkt import ROOT, case, check, main, mk
 
 TINY = os.path.join(ROOT, "tests", "data", "goldens", "qwen3_bf16", "ckpt")
 KEYS = {"system", "model", "test", "batch", "ctx", "ms", "device", "date", "commit"}
+FLOOR_KEYS = {"step_bytes", "floor_ms", "pct_floor"}  # decode (tg) records only
 SYSTEMS = ["mk", "mk-per-op", "mk-per-op-graph"]
 
 
@@ -22,8 +23,10 @@ def dry(*flags, env_commit="c0ffee1"):
     check(r.returncode == 0, f"exit {r.returncode}: {r.stderr}")
     recs = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
     for rec in recs:
-        check(set(rec) == KEYS, f"keys {sorted(rec)}")
+        tg = rec["test"].startswith("tg")
+        check(set(rec) == (KEYS | FLOOR_KEYS if tg else KEYS), f"keys {sorted(rec)}")
         check(rec["ms"] is None, f"planned ms {rec['ms']}")
+        check(not tg or rec["pct_floor"] is None, f"planned pct_floor {rec.get('pct_floor')}")
         check(isinstance(rec["batch"], int) and isinstance(rec["ctx"], int), str(rec))
         check(re.fullmatch(r"\d{4}-\d\d-\d\d", rec["date"]), rec["date"])
         check(rec["commit"] == env_commit, rec["commit"])
@@ -115,6 +118,32 @@ def dry_run_serve_sim():
     check(got == want, f"got {got}")
     recs = dry("--serve-sim", "--batch", "2,4", "--prompt-len", "3")
     check({(r["batch"], r["ctx"]) for r in recs} == {(4, 3)}, str(recs))
+
+
+def tiny_step_bytes():
+    """Weights one decode step of TINY reads, counted from its config.json: per layer 2
+    norms, q, k, v, o, gate, up, down, q/k norms (qwen3); one embedding row, the final norm
+    and the tied head [V, H]; bf16."""
+    with open(os.path.join(TINY, "config.json")) as f:
+        c = json.load(f)
+    H, I, L, V = c["hidden_size"], c["intermediate_size"], c["num_hidden_layers"], c["vocab_size"]
+    D, q, kv = c["head_dim"], c["num_attention_heads"] * c["head_dim"], c["num_key_value_heads"] * c["head_dim"]
+    layer = 2 * H + q * H + 2 * kv * H + H * q + 3 * I * H + 2 * D
+    return 2 * (L * layer + 2 * H + V * H), 2 * L * kv * 2
+
+
+@case
+def dry_run_floor_of_decode_at_depth():
+    """tg128 at depth 4096 (issue 8's long-context test) plans with a context that holds
+    depth + tg; its floor reads the weights and the KV cache at the mean context."""
+    recs = dry("--tg", "128", "--depth", "0,4096", "--batch", "1,2", "--pp", "0",
+               "--baselines", "none")
+    weights, kv_per_pos = tiny_step_bytes()
+    check(len(recs) == 4, str(recs))
+    for r in recs:
+        want = weights + kv_per_pos * r["batch"] * (r["ctx"] + 64)
+        check(r["step_bytes"] == want, f"{r}: want step_bytes {want}")
+        check(abs(r["floor_ms"] - want / 3.06e9) < 1e-6, f"{r}: want floor {want / 3.06e9} ms")
 
 
 @case

@@ -26,6 +26,9 @@ struct bench_opts {
     enum bench_baselines baselines;
     int requests, prompt_len, gen; /* --serve-sim */
     double rate;                   /* requests per second */
+    const char *profile;           /* --profile PREFIX: PREFIX.json (Perfetto), PREFIX.txt */
+    int profile_steps;             /* decode steps profiled at most (default 32) */
+    bool pgo;                      /* --pgo: measure the profile-guided plan too */
 };
 
 /* What every JSON line of one run shares. */
@@ -41,7 +44,13 @@ struct bench_rec {
     char test[32];                 /* "tg128", "pp512", "serve-ttft-p50", ... */
     int batch, ctx;
     double ms;
+    double step_bytes;             /* decode (tg) tests: bytes one step must read (weights
+                                      + the KV cache at the mean context), else 0; the JSON
+                                      then carries it, floor_ms and pct_floor */
 };
+
+/* The read bandwidth of the floor: ANCHORS.md's measured H100 read bandwidth (GB/s). */
+enum { BENCH_FLOOR_GBPS = 3060 };
 
 /* Print r as one JSON line to stdout when --json / --dry-run, and append it to --jsonl. */
 void bench_emit(const struct bench_ctx *c, const struct bench_rec *r);
@@ -56,6 +65,29 @@ struct bench_stat bench_stat_of(double *v, int n);
 double bench_percentile(double *v, int n, double p);
 
 double bench_now_ms(void);
+
+/* What --profile / --pgo found for one tg test (bench_profile.c). */
+struct mk_gpu;
+struct mk_gpu_request;
+struct mk_plan;
+struct bench_pgo {
+    double step_model_ns, crit_model_ns;     /* profiled step wall (median), critical path */
+    double predicted_model_ns;               /* the cost model's step of the plan */
+    bool measured;                           /* --pgo ran: the fields below are set */
+    struct bench_stat st;                    /* ms/token of the profile-guided plan */
+    double predicted_pgo_ns;                 /* mk_plan_schedule's step with measured times */
+    double step_pgo_ns, crit_pgo_ns;         /* its profile */
+    int mismatch;                            /* 1: its tokens differ from the model plan's */
+};
+
+/* Profile one more generate of req on g (the megakernel of plan p, prompt fed one token
+ * per step), write --profile's files, print the summary; with --pgo reschedule p with
+ * the measured task times, measure the same test on it (its tokens compared with
+ * `tokens`, the model plan's) and restore p's programs. */
+enum mk_status bench_profile_tg(const struct bench_ctx *c, const struct mk_model *m,
+                                struct mk_plan *p, struct mk_gpu *g,
+                                const struct mk_gpu_request *req, int n, int32_t *const *tokens,
+                                struct bench_pgo *out);
 
 /* --serve-sim: requests through mk_engine_generate on the GPU backend. Exit code. */
 int bench_serve(const struct bench_ctx *c, const struct mk_model *m);

@@ -71,7 +71,7 @@ static const char *const metric_names[6] = {"ttft-p50", "ttft-p99", "tpot-p50",
 static void emit_metrics(const struct bench_ctx *c, const double *v)
 {
     for (int k = 0; k < 6; k++) {
-        struct bench_rec r = {"mk", "", max_batch(c->o), c->o->prompt_len, v ? v[k] : -1};
+        struct bench_rec r = {"mk", "", max_batch(c->o), c->o->prompt_len, v ? v[k] : -1, 0};
         snprintf(r.test, sizeof r.test, "serve-%s", metric_names[k]);
         bench_emit(c, &r);
     }

@@ -35,6 +35,14 @@ static const char usage[] =
     "  --jsonl FILE         also append those objects to FILE\n"
     "  --dry-run            compile the plans, print the planned measurements as JSON\n"
     "                       (\"ms\": null) and stop; needs no GPU\n"
+    "  --profile PREFIX     after the first tg test of each batch, one more run with the\n"
+    "                       per-task profile on: PREFIX.json (Perfetto trace), PREFIX.txt\n"
+    "                       (time by op, per-SM idle, critical path, waits), also printed;\n"
+    "                       several batches: PREFIX-bB.json, ...\n"
+    "  --profile-steps K    decode steps the profile covers at most (default 32)\n"
+    "  --pgo                profile (as --profile) and reschedule the plan with the measured\n"
+    "                       task times; measure that plan too (system mk-pgo; with\n"
+    "                       --profile its profile goes to PREFIX-pgo.json, .txt)\n"
     "  --serve-sim          TTFT / TPOT / ITL (p50, p99) of a request stream through the\n"
     "                       engine: Poisson arrivals, batches of up to B run as they come\n"
     "  --requests N         requests (default 64)      --rate R   per second (default 8)\n"
@@ -77,6 +85,7 @@ static int parse_flag(int argc, char **argv, int *i, struct bench_opts *o, bool 
     if (!strcmp(a, "--json")) return o->json = true, MK_EXIT_OK;
     if (!strcmp(a, "--dry-run")) return o->dry_run = true, MK_EXIT_OK;
     if (!strcmp(a, "--serve-sim")) return o->serve = true, MK_EXIT_OK;
+    if (!strcmp(a, "--pgo")) return o->pgo = true, MK_EXIT_OK;
     if (!(v = cli_value(cmd, argc, argv, i))) return MK_EXIT_USAGE;
     long n;
     bool ok = true;
@@ -94,6 +103,9 @@ static int parse_flag(int argc, char **argv, int *i, struct bench_opts *o, bool 
     else if (!strcmp(a, "--seed")) ok = cli_int(cmd, a, v, 0, 1L << 30, &n) && (o->seed = (int)n, 1);
     else if (!strcmp(a, "--rate")) ok = cli_float(cmd, a, v, 1e-6, 1e6, &o->rate);
     else if (!strcmp(a, "--name")) o->name = v;
+    else if (!strcmp(a, "--profile")) o->profile = v;
+    else if (!strcmp(a, "--profile-steps"))
+        ok = cli_int(cmd, a, v, 1, 1 << 20, &n) && (o->profile_steps = (int)n, 1);
     else if (!strcmp(a, "--jsonl")) o->jsonl = v;
     else if (!strcmp(a, "--baselines")) {
         if (!strcmp(v, "none")) o->baselines = BENCH_BASE_NONE;
@@ -112,6 +124,7 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
     o->pp = (struct bench_list){{512}, 1};
     o->depth = (struct bench_list){{64}, 1};
     o->batch = (struct bench_list){{1}, 1};
+    o->profile_steps = 32;
     bool batch_given = false;
     for (int i = 1; i < argc; i++) {
         if (argv[i][0] == '-' && argv[i][1]) {
@@ -126,6 +139,11 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
     if (!o->dir) return cli_usage_error(argv[0], usage, "a checkpoint directory is required");
     if (o->dry_run && o->jsonl)
         return cli_usage_error(argv[0], usage, "--dry-run measures nothing to append to --jsonl");
+    if (o->dry_run && o->profile)
+        return cli_usage_error(argv[0], usage, "--dry-run measures nothing to --profile");
+    if (o->serve && (o->profile || o->pgo))
+        return cli_usage_error(argv[0], usage, "--profile and --pgo apply to the tg tests, "
+                               "not to --serve-sim");
     if (o->serve && !batch_given) o->batch = (struct bench_list){{8}, 1};
     if (!o->name) { /* DIR's last component, trailing slashes ignored */
         static char base[256];
@@ -162,6 +180,13 @@ static void emit_one(FILE *f, const struct bench_ctx *c, const struct bench_rec 
     fprintf(f, ", \"batch\":%d, \"ctx\":%d, \"ms\":", r->batch, r->ctx);
     if (r->ms < 0) fputs("null", f);
     else fprintf(f, "%.4f", r->ms);
+    if (r->step_bytes > 0) {
+        double floor_ms = r->step_bytes / (BENCH_FLOOR_GBPS * 1e6);
+        fprintf(f, ", \"step_bytes\":%.0f, \"floor_ms\":%.6f, \"pct_floor\":", r->step_bytes,
+                floor_ms);
+        if (r->ms < 0) fputs("null", f);
+        else fprintf(f, "%.1f", 100.0 * floor_ms / r->ms);
+    }
     fputs(", \"device\":", f);
     json_str(f, c->device);
     fprintf(f, ", \"date\":\"%s\", \"commit\":", c->date);
@@ -290,7 +315,6 @@ static void fill_prompts(int32_t *p, int B, int n, int vocab)
 struct table_row {
     struct bench_rec r;
     struct bench_stat st;
-    double bytes;          /* per step (tg) or 0 */
     int tokens_per_unit;   /* tokens per measured ms unit: B (tg) or B * N (pp) */
 };
 
@@ -300,17 +324,41 @@ struct table {
 };
 
 static void add_row(struct table *tb, const struct bench_ctx *c, const struct bench_rec *r,
-                    struct bench_stat st, double bytes, int tokens)
+                    struct bench_stat st, int tokens)
 {
     bench_emit(c, r);
     if (tb->n < (int)(sizeof tb->rows / sizeof tb->rows[0]))
-        tb->rows[tb->n++] = (struct table_row){*r, st, bytes, tokens};
+        tb->rows[tb->n++] = (struct table_row){*r, st, tokens};
 }
 
+/* Bytes one decode step of tgN at depth D must read: the weights once
+ * (mk_config_step_bytes) and K and V of the B sequences at the mean context D + N / 2.
+ * The floor of the test is this / BENCH_FLOOR_GBPS: the weights part alone is ANCHORS.md's
+ * floor (Qwen3-0.6B 1.19 GB -> 0.39 ms, Llama-3.2-1B 2.47 GB -> 0.81 ms, Qwen3-8B
+ * 15.14 GB -> 4.95 ms); the KV part grows with the context (Qwen3-0.6B, tg128 at depth
+ * 4,096: +0.48 GB). */
 static double step_bytes(const struct mk_config *cfg, int B, int D, int N)
 {
     double kv_per_pos = 2.0 * cfg->n_layers * cfg->n_kv_heads * cfg->head_dim * 2.0;
     return (double)mk_config_step_bytes(cfg) + kv_per_pos * B * (D + N / 2.0);
+}
+
+
+/* --profile / --pgo after the first tg test (bench_profile.c); mk-pgo's row. */
+static enum mk_status profile_tg(struct batch_run *br, struct table *tb, struct mk_gpu *g,
+                                 const struct mk_gpu_request *req, int32_t *const *tokens,
+                                 const struct bench_rec *rec)
+{
+    struct bench_pgo pr;
+    enum mk_status s = bench_profile_tg(br->c, br->m, br->plan, g, req, br->B, tokens, &pr);
+    if (s == MK_OK && pr.measured) {
+        struct bench_rec pg = *rec;
+        pg.system = "mk-pgo";
+        pg.ms = pr.st.med;
+        add_row(tb, br->c, &pg, pr.st, br->B);
+        br->mismatches += pr.mismatch;
+    }
+    return s;
 }
 
 /* The megakernel's tgN at each depth; tokens[d][t] keep the last repetition's output. */
@@ -349,11 +397,13 @@ static enum mk_status run_mk_tg(struct batch_run *br, struct table *tb, int32_t 
                 if (s == MK_OK && r >= 0) ms[r] = (st.last_token_ms - st.first_token_ms) / (N - 1);
             }
             if (s != MK_OK) break;
-            struct bench_rec rec = {"mk", "", B, D, 0};
+            struct bench_rec rec = {"mk", "", B, D, 0, step_bytes(&br->m->cfg, B, D, N)};
             snprintf(rec.test, sizeof rec.test, "tg%d", N);
             struct bench_stat stt = bench_stat_of(ms, o->reps);
             rec.ms = stt.med;
-            add_row(tb, br->c, &rec, stt, step_bytes(&br->m->cfg, B, D, N), B);
+            add_row(tb, br->c, &rec, stt, B);
+            if (d == 0 && t == 0 && (o->profile || o->pgo))
+                s = profile_tg(br, tb, g, req, outp, &rec);
         }
         free(prompt);
     }
@@ -399,11 +449,11 @@ static enum mk_status run_per_op(struct batch_run *br, struct table *tb, int32_t
         }
         free(prompt);
         if (s != MK_OK) break;
-        struct bench_rec rec = {"mk", "", B, N, 0};
+        struct bench_rec rec = {"mk", "", B, N, 0, 0};
         snprintf(rec.test, sizeof rec.test, "pp%d", N);
         struct bench_stat st = bench_stat_of(ms, o->reps);
         rec.ms = st.med;
-        add_row(tb, br->c, &rec, st, 0, B * N);
+        add_row(tb, br->c, &rec, st, B * N);
     }
     for (int d = 0; o->baselines != BENCH_BASE_NONE && d < o->depth.n && s == MK_OK; d++) {
         int D = o->depth.v[d], P = D > 0 ? D : 1;
@@ -422,11 +472,12 @@ static enum mk_status run_per_op(struct batch_run *br, struct table *tb, int32_t
                 }
                 if (s != MK_OK) break;
                 br->mismatches += compare_tokens(br, baseline_sys[graph], D, N, tokens[d][t], got);
-                struct bench_rec rec = {baseline_sys[graph], "", B, D, 0};
+                struct bench_rec rec = {baseline_sys[graph], "", B, D, 0,
+                                        step_bytes(&br->m->cfg, B, D, N)};
                 snprintf(rec.test, sizeof rec.test, "tg%d", N);
                 struct bench_stat st = bench_stat_of(ms, o->reps);
                 rec.ms = st.med;
-                add_row(tb, br->c, &rec, st, step_bytes(&br->m->cfg, B, D, N), B);
+                add_row(tb, br->c, &rec, st, B);
             }
         free(prompt);
         free(got);
@@ -467,19 +518,25 @@ static bool tokens_ok(const struct bench_opts *o, int32_t ***tk)
 static void plan_batch(struct batch_run *br)
 {
     const struct bench_opts *o = br->c->o;
-    struct bench_rec r = {"mk", "", br->B, 0, -1};
+    struct bench_rec r = {"mk", "", br->B, 0, -1, 0};
     for (int d = 0; d < o->depth.n; d++)
         for (int t = 0; t < o->tg.n; t++) {
             r.ctx = o->depth.v[d];
+            r.step_bytes = step_bytes(&br->m->cfg, br->B, r.ctx, o->tg.v[t]);
             snprintf(r.test, sizeof r.test, "tg%d", o->tg.v[t]);
             r.system = "mk";
             bench_emit(br->c, &r);
+            if (o->pgo && d == 0 && t == 0) {
+                r.system = "mk-pgo";
+                bench_emit(br->c, &r);
+            }
             for (int k = 0; o->baselines != BENCH_BASE_NONE && k < 2; k++) {
                 r.system = baseline_sys[k];
                 bench_emit(br->c, &r);
             }
         }
     r.system = "mk";
+    r.step_bytes = 0;
     for (int k = 0; k < o->pp.n; k++) {
         r.ctx = o->pp.v[k];
         snprintf(r.test, sizeof r.test, "pp%d", o->pp.v[k]);
@@ -489,21 +546,21 @@ static void plan_batch(struct batch_run *br)
 
 static void print_table(const struct bench_ctx *c, const struct table *tb, double ceil_gbps)
 {
-    enum { FLOOR_GBPS = 3060 }; /* ANCHORS.md: measured H100 read bandwidth */
-    printf("\n| system | test | batch | ctx | ms | min..max | tok/s | GB/s | %% floor | %% ceiling |\n"
-           "|---|---|---|---|---|---|---|---|---|---|\n");
+    printf("\n| system | test | batch | ctx | ms | min..max | tok/s | GB/s | floor ms | %% floor | "
+           "%% ceiling |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < tb->n; i++) {
         const struct table_row *w = &tb->rows[i];
         double tps = w->tokens_per_unit * 1e3 / w->r.ms;
         printf("| %s | %s | %d | %d | %.4f | %.4f..%.4f | %.1f |", w->r.system, w->r.test,
                w->r.batch, w->r.ctx, w->r.ms, w->st.min, w->st.max, tps);
-        if (w->bytes > 0) {
-            double gbps = w->bytes / (w->r.ms * 1e6);
-            printf(" %.0f | %.1f | ", gbps, 100.0 * gbps / FLOOR_GBPS);
+        if (w->r.step_bytes > 0) {
+            double gbps = w->r.step_bytes / (w->r.ms * 1e6);
+            printf(" %.0f | %.4f | %.1f | ", gbps, w->r.step_bytes / (BENCH_FLOOR_GBPS * 1e6),
+                   100.0 * gbps / BENCH_FLOOR_GBPS);
             if (ceil_gbps > 0) printf("%.1f |\n", 100.0 * gbps / ceil_gbps);
             else printf("- |\n");
         } else {
-            printf(" - | - | - |\n");
+            printf(" - | - | - | - |\n");
         }
     }
     (void)c;
@@ -553,8 +610,8 @@ static int bench_all(struct bench_ctx *c, const struct mk_model *m, const struct
         printf("model %s (%s): %.2f GB of weights per step; load %.0f ms\n", o->name, o->dir,
                mk_config_step_bytes(&m->cfg) / 1e9, m->load_seconds * 1e3);
         printf("device %s, %d SMs; streaming-read ceiling (2 GiB, GEMV load style): %.0f GB/s "
-               "(1 CTA/SM), %.0f GB/s (4 CTAs/SM); floor 3060 GB/s (ANCHORS.md)\n",
-               c->device, info->sm_count, s1, s4);
+               "(1 CTA/SM), %.0f GB/s (4 CTAs/SM); floor %d GB/s (ANCHORS.md)\n",
+               c->device, info->sm_count, s1, s4, BENCH_FLOOR_GBPS);
         printf("tg: the depth prompt is fed one token per step (as in the per-op baselines), "
                "ms = per decode step (B tokens); pp: ms = whole prefill (tensor cores)\n");
     }
