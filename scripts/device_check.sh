@@ -7,6 +7,10 @@
 # Optional: MK_DEVICE_STEPS="gpu models tests sanitizer cli bench decode peers serve" (default all
 # but decode; cli = mk generate --backend gpu vs cpu; bench = scripts/device_bench.sh = `mk bench`, decode = bench/gpu_decode for each
 # of MK_BENCH_BATCHES), MK_TEST_FILTER (default: the megakernel's tests), MK_BENCH_MODELS.
+# Issue 8's floors (not in the default): sync = `mk gpu --sync-bench` (ns per cross-SM hop
+# and per all-to-all level of kernels/sync.cuh, no work); ctx4096 = scripts/device_bench.sh
+# with tg128 after a 4,096-token prompt at batch 1, no baselines, no pp, MK_CTX_REPS
+# (default 3) reps: ms/token against the floor of weights + KV bytes (mk bench's floor ms).
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -50,6 +54,11 @@ for s in $STEPS; do
             rows+=("sanitizer  skipped: $BUILD/tests/test_gpu_sanitize not built")
         fi ;;
     bench) step bench bash -c "scripts/device_bench.sh 2>&1" ;;
+    sync) step sync "$BUILD/mk" gpu --sync-bench ;;
+    ctx4096) # the depth prompt is fed one token per step: ~4,200 steps per rep (8B: ~30 s)
+        step ctx4096 env MK_BENCH_DEPTH=4096 MK_BENCH_TG=128 MK_BENCH_PP=0 MK_BENCH_BATCHES=1 \
+            MK_BENCH_BASELINES=none MK_BENCH_REPS="${MK_CTX_REPS:-3}" \
+            MK_BENCH_JSONL="$OUT/results.jsonl" bash -c "scripts/device_bench.sh 2>&1" ;;
     cli) # mk generate --backend gpu: same greedy ids as --backend cpu on a golden checkpoint
         gold=tests/data/goldens/qwen3_bf16/ckpt
         step cli bash -c "'$BUILD/mk' generate $gold --prompt-ids 5,6,7,8 -n 12 --ignore-eos --backend gpu --output json >'$OUT/gen-gpu.json' &&

@@ -29,23 +29,28 @@ static const struct {
                                              "signal, 4 KiB row read (16 B/thread, L2) after"},
 };
 
+/* The table, a note on the method, and one last line of the four medians (the line a
+ * device check's summary shows). */
 static int sync_bench(void)
 {
     printf("\n| test | ns per | median ns | p90 ns | launch mean ns |\n|---|---|---|---|---|\n");
-    struct mk_sync_result r = {0};
+    struct mk_sync_result r[MK_SYNC_TESTS];
     for (int t = 0; t < MK_SYNC_TESTS; t++) {
-        if (mk_gpu_sync_bench((enum mk_sync_test)t, SYNC_SAMPLES, &r) != MK_OK) {
+        if (mk_gpu_sync_bench((enum mk_sync_test)t, SYNC_SAMPLES, &r[t]) != MK_OK) {
             fflush(stdout);
             fprintf(stderr, "mk gpu: --sync-bench: %s: %s\n", sync_tests[t].name, mk_errmsg());
             return MK_EXIT_FAIL;
         }
         printf("| %s | %s | %.0f | %.0f | %.0f |\n", sync_tests[t].name, sync_tests[t].what,
-               r.median_ns, r.p90_ns, r.launch_ns);
+               r[t].median_ns, r[t].p90_ns, r[t].launch_ns);
     }
     printf("\n%d CTAs x 512 threads on %d distinct SMs, one cooperative launch per test; a sample "
-           "is CTA 0's %%globaltimer over 1 round of %d hops (chain) or %d levels, after one "
+           "is CTA 0's %%globaltimer over one round of %d hops (chain) or %d levels, after one "
            "warm-up sample; launch mean = cudaEvent time of the launch / all its hops or levels\n",
-           r.ctas, r.sms, r.ctas, r.per_sample);
+           r[0].ctas, r[0].sms, r[0].ctas, r[MK_SYNC_LEVEL].per_sample);
+    printf("sync floor, median ns: hop %.0f, level %.0f, +bar %.0f, +4KB %.0f (%d SMs)\n",
+           r[MK_SYNC_CHAIN].median_ns, r[MK_SYNC_LEVEL].median_ns, r[MK_SYNC_LEVEL_BAR].median_ns,
+           r[MK_SYNC_LEVEL_DATA].median_ns, r[0].sms);
     return MK_EXIT_OK;
 }
 
