@@ -11,6 +11,8 @@
 # and per all-to-all level of kernels/sync.cuh, no work); ctx4096 = scripts/device_bench.sh
 # with tg128 after a 4,096-token prompt at batch 1, no baselines, no pp, MK_CTX_REPS
 # (default 3) reps: ms/token against the floor of weights + KV bytes (mk bench's floor ms).
+# profile = scripts/device_bench.sh with MK_BENCH_PROFILE=$OUT (tg128 after 64 tokens, no
+# baselines, no pp): mk bench --profile --pgo per model, $OUT/profile-NAME.tgz.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -55,6 +57,9 @@ for s in $STEPS; do
         fi ;;
     bench) step bench bash -c "scripts/device_bench.sh 2>&1" ;;
     sync) step sync "$BUILD/mk" gpu --sync-bench ;;
+    profile) # the per-task profile and the profile-guided plan (mk-pgo) of each model
+        step profile env MK_BENCH_PROFILE="$OUT" MK_BENCH_PP=0 MK_BENCH_BASELINES=none \
+            bash -c "scripts/device_bench.sh 2>&1" ;;
     ctx4096) # the depth prompt is fed one token per step: ~4,200 steps per rep (8B: ~30 s)
         step ctx4096 env MK_BENCH_DEPTH=4096 MK_BENCH_TG=128 MK_BENCH_PP=0 MK_BENCH_BATCHES=1 \
             MK_BENCH_BASELINES=none MK_BENCH_REPS="${MK_CTX_REPS:-3}" \

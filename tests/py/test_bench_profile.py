@@ -17,13 +17,14 @@ def have_gpu():
 def help_lists_profile_flags():
     r = mk("bench", "--help")
     check(r.returncode == 0, r.stderr)
-    for flag in ("--profile PREFIX", "--profile-steps", "--pgo"):
+    for flag in ("--profile PREFIX", "--profile-steps", "--profile-trace-steps", "--pgo"):
         check(flag in r.stdout, f"usage lacks {flag}")
 
 
 @case
 def bad_profile_arguments_exit_2():
     bad = [["--profile"], ["--profile-steps", "0"], ["--profile-steps", "x"],
+           ["--profile-trace-steps", "0"], ["--profile-trace-steps", "-2"],
            ["--profile-steps"], ["--dry-run", "--profile", "/tmp/p"],
            ["--serve-sim", "--pgo"], ["--serve-sim", "--profile", "/tmp/p"]]
     for args in bad:

@@ -28,6 +28,7 @@ struct bench_opts {
     double rate;                   /* requests per second */
     const char *profile;           /* --profile PREFIX: PREFIX.json (Perfetto), PREFIX.txt */
     int profile_steps;             /* decode steps profiled at most (default 32) */
+    int profile_trace_steps;       /* of those, steps written to PREFIX.json (default 4) */
     bool pgo;                      /* --pgo: measure the profile-guided plan too */
 };
 

@@ -4,7 +4,9 @@
  * The tg test feeds its prompt one token per step (MK_GPU_PROMPT_STEP): steps [0, P)
  * consume the P prompt tokens, step s >= P decodes generated token s - P + 2 of N. The
  * profile records steps [0, P + K) and analyzes [P, P + K), K = min(--profile-steps,
- * N - 1): the same steps ms/token measures.
+ * N - 1): the same steps ms/token measures. The trace (PREFIX.json) holds the first
+ * --profile-trace-steps of them (a step is ~250 bytes per task: Qwen3-8B's ~22,000 tasks
+ * make ~6 MB a step), the analysis all.
  *
  * --pgo: the per-task medians of that profile replace the cost model's task times in
  * mk_plan_schedule; the rescheduled plan runs on a second mk_gpu (the first one stays
@@ -66,7 +68,8 @@ static enum mk_status profile_once(const struct bench_ctx *c, struct mk_gpu *g,
                      "%d: no decode step to profile", st.steps, P);
     const uint64_t *win = rec + per_step * (size_t)P;
     if (s == MK_OK) s = mk_profile_analyze(p, win, K, out);
-    if (s == MK_OK && prefix) s = write_file(prefix, ".json", p, win, K, NULL);
+    int T = c->o->profile_trace_steps < K ? c->o->profile_trace_steps : K;
+    if (s == MK_OK && prefix) s = write_file(prefix, ".json", p, win, T, NULL);
     if (s == MK_OK && prefix) s = write_file(prefix, ".txt", p, win, K, *out);
     free(rec);
     return s;

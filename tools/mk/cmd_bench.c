@@ -40,6 +40,8 @@ static const char usage[] =
     "                       (time by op, per-SM idle, critical path, waits), also printed;\n"
     "                       several batches: PREFIX-bB.json, ...\n"
     "  --profile-steps K    decode steps the profile covers at most (default 32)\n"
+    "  --profile-trace-steps T  of those, the first T go to PREFIX.json (default 4; each\n"
+    "                       step is ~250 bytes per task)\n"
     "  --pgo                profile (as --profile) and reschedule the plan with the measured\n"
     "                       task times; measure that plan too (system mk-pgo; with\n"
     "                       --profile its profile goes to PREFIX-pgo.json, .txt)\n"
@@ -106,6 +108,8 @@ static int parse_flag(int argc, char **argv, int *i, struct bench_opts *o, bool 
     else if (!strcmp(a, "--profile")) o->profile = v;
     else if (!strcmp(a, "--profile-steps"))
         ok = cli_int(cmd, a, v, 1, 1 << 20, &n) && (o->profile_steps = (int)n, 1);
+    else if (!strcmp(a, "--profile-trace-steps"))
+        ok = cli_int(cmd, a, v, 1, 1 << 20, &n) && (o->profile_trace_steps = (int)n, 1);
     else if (!strcmp(a, "--jsonl")) o->jsonl = v;
     else if (!strcmp(a, "--baselines")) {
         if (!strcmp(v, "none")) o->baselines = BENCH_BASE_NONE;
@@ -125,6 +129,7 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
     o->depth = (struct bench_list){{64}, 1};
     o->batch = (struct bench_list){{1}, 1};
     o->profile_steps = 32;
+    o->profile_trace_steps = 4;
     bool batch_given = false;
     for (int i = 1; i < argc; i++) {
         if (argv[i][0] == '-' && argv[i][1]) {
