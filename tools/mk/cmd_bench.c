@@ -612,8 +612,10 @@ static int bench_all(struct bench_ctx *c, const struct mk_model *m, const struct
         return MK_EXIT_FAIL;
     }
     if (!o->dry_run && !o->json) {
-        printf("model %s (%s): %.2f GB of weights per step; load %.0f ms\n", o->name, o->dir,
-               mk_config_step_bytes(&m->cfg) / 1e9, m->load_seconds * 1e3);
+        printf("model %s (%s): %.2f GB of weights per step (floor %.3f ms at %d GB/s, "
+               "ANCHORS.md); load %.0f ms\n", o->name, o->dir, mk_config_step_bytes(&m->cfg) / 1e9,
+               mk_config_step_bytes(&m->cfg) / (BENCH_FLOOR_GBPS * 1e6), BENCH_FLOOR_GBPS,
+               m->load_seconds * 1e3);
         printf("device %s, %d SMs; streaming-read ceiling (2 GiB, GEMV load style): %.0f GB/s "
                "(1 CTA/SM), %.0f GB/s (4 CTAs/SM); floor %d GB/s (ANCHORS.md)\n",
                c->device, info->sm_count, s1, s4, BENCH_FLOOR_GBPS);
