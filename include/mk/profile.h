@@ -73,6 +73,8 @@ struct mk_profile {
     /* critical paths, mean per step */
     double crit_ns, crit_busy_ns, crit_wait_ns;
     double crit_hops_sm, crit_hops_event;   /* hops gated by the SM / by an event */
+    double crit_wait_event_ns;              /* the waits of the event hops: / hops_event =
+                                               the cross-SM handoff as the kernel sees it */
     /* the critical path of step crit_step (the step of median wall), forward order */
     int crit_step;
     uint32_t n_path;

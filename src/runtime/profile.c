@@ -294,6 +294,7 @@ static void critical_paths(const struct prof_ctx *c, struct mk_profile *pr,
             pr->crit_wait_ns += buf[k].wait_ns / c->steps;
             pr->crit_hops_sm += (buf[k].via == MK_PROF_VIA_SM) / (double)c->steps;
             pr->crit_hops_event += (buf[k].via == MK_PROF_VIA_EVENT) / (double)c->steps;
+            if (buf[k].via == MK_PROF_VIA_EVENT) pr->crit_wait_event_ns += buf[k].wait_ns / c->steps;
         }
     }
     pr->crit_ns = pr->crit_busy_ns + pr->crit_wait_ns;
@@ -473,7 +474,9 @@ void mk_profile_write_summary(const struct mk_plan *p, const struct mk_profile *
             "(busy %.3f us, waiting %.3f us)\n", pr->idle_mean_ns / 1e3, w,
             pr->idle_worst_ns / 1e3, pr->sm_busy_ns[w] / 1e3, pr->sm_wait_ns[w] / 1e3);
     fprintf(f, "critical path (per step): %.3f us = busy %.3f us + waits %.3f us; hops %.1f "
-            "through SM programs, %.1f through events\n", pr->crit_ns / 1e3,
-            pr->crit_busy_ns / 1e3, pr->crit_wait_ns / 1e3, pr->crit_hops_sm, pr->crit_hops_event);
+            "through SM programs, %.1f through events (%.3f us each: producer end -> "
+            "consumer ready)\n", pr->crit_ns / 1e3, pr->crit_busy_ns / 1e3,
+            pr->crit_wait_ns / 1e3, pr->crit_hops_sm, pr->crit_hops_event,
+            pr->crit_hops_event > 0 ? pr->crit_wait_event_ns / pr->crit_hops_event / 1e3 : 0.0);
     summary_path(p, pr, f);
 }

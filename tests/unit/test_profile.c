@@ -16,12 +16,12 @@
 #include <unistd.h>
 
 /* ---- the hand-made plan -------------------------------------------------------------
- * SM 0: t0 EMBED (signals e0), t2 LINEAR_RESIDUAL (waits e1, same step)
+ * SM 0: t0 EMBED (signals e0), t2 LINEAR_RESIDUAL (waits e1 and e0, same step)
  * SM 1: t1 NORM_LINEAR (signals e1), t3 LOGITS (waits e0 of the previous step) */
 struct mini {
     struct mk_plan p;
     struct mk_task tasks[4];
-    struct mk_wait waits[2];
+    struct mk_wait waits[3];
     uint32_t signals[2];
     struct mk_event events[2];
     uint32_t prog_start[3], prog_tasks[4];
@@ -39,13 +39,14 @@ static void mini_init(struct mini *m)
     }
     m->tasks[0].signal_first = 0, m->tasks[0].n_signal = 1, m->signals[0] = 0;
     m->tasks[1].signal_first = 1, m->tasks[1].n_signal = 1, m->signals[1] = 1;
-    m->tasks[2].wait_first = 0, m->tasks[2].n_wait = 1, m->waits[0] = (struct mk_wait){1, 0};
-    m->tasks[3].wait_first = 1, m->tasks[3].n_wait = 1, m->waits[1] = (struct mk_wait){0, -1};
+    m->tasks[2].wait_first = 0, m->tasks[2].n_wait = 2;
+    m->waits[0] = (struct mk_wait){1, 0}, m->waits[1] = (struct mk_wait){0, 0};
+    m->tasks[3].wait_first = 2, m->tasks[3].n_wait = 1, m->waits[2] = (struct mk_wait){0, -1};
     m->events[0].per_step = m->events[1].per_step = 1;
     static const uint32_t ps[3] = {0, 2, 4}, pt[4] = {0, 2, 1, 3};
     memcpy(m->prog_start, ps, sizeof ps);
     memcpy(m->prog_tasks, pt, sizeof pt);
-    m->p = (struct mk_plan){.n_tasks = 4, .n_waits = 2, .n_signals = 2, .n_events = 2,
+    m->p = (struct mk_plan){.n_tasks = 4, .n_waits = 3, .n_signals = 2, .n_events = 2,
                             .tasks = m->tasks, .waits = m->waits, .signals = m->signals,
                             .events = m->events, .prog_start = m->prog_start,
                             .prog_tasks = m->prog_tasks};
@@ -130,6 +131,7 @@ static void critical_path_through_producer(void)
     CHECK_NEAR(pr->crit_ns, 525, 1e-9);
     CHECK_NEAR(pr->crit_hops_event, 1, 1e-12);
     CHECK_NEAR(pr->crit_hops_sm, 0, 1e-12);
+    CHECK_NEAR(pr->crit_wait_event_ns, 50, 1e-9);
     CHECK_NEAR(pr->op[MK_TASK_NORM_LINEAR].crit_busy_ns, 700, 1e-9);
     CHECK_NEAR(pr->op[MK_TASK_LINEAR_RESIDUAL].crit_busy_ns, 250, 1e-9);
     CHECK_NEAR(pr->op[MK_TASK_LINEAR_RESIDUAL].crit_wait_ns, 100, 1e-9);
@@ -153,7 +155,7 @@ static void critical_path_through_producer(void)
     mk_profile_free(pr);
 }
 
-/* t1 ends before t0: t2 is gated by its own SM (t0), not by the event it waits on. */
+/* t1 ends before t0: t2 is gated by its own SM (t0), not by the other SM's event. */
 static void critical_path_on_one_sm(void)
 {
     static const uint64_t ONE[4][3] = {
@@ -171,10 +173,12 @@ static void critical_path_on_one_sm(void)
     CHECK_NEAR(pr->crit_wait_ns, 20, 1e-9);
     CHECK_NEAR(pr->crit_hops_sm, 1, 1e-12);
     CHECK_NEAR(pr->crit_hops_event, 0, 1e-12);
+    CHECK_NEAR(pr->crit_wait_event_ns, 0, 1e-9);
     CHECK(pr->n_path == 2 && pr->path[0].task == 0 && pr->path[1].task == 2 &&
           pr->path[1].via == MK_PROF_VIA_SM);
-    /* its 20 ns wait is still charged to the event's producer */
-    CHECK_NEAR(pr->op[MK_TASK_NORM_LINEAR].waited_on_ns, 20, 1e-9);
+    /* its 20 ns wait is charged to the event completed last: e0 of t0 (EMBED) */
+    CHECK_NEAR(pr->op[MK_TASK_EMBED].waited_on_ns, 20, 1e-9);
+    CHECK_NEAR(pr->op[MK_TASK_NORM_LINEAR].waited_on_ns, 0, 1e-9);
     mk_profile_free(pr);
 }
 
@@ -300,6 +304,7 @@ static void compiled_plan_simulated(void)
         CHECK(pr->crit_wait_ns >= 0);
         CHECK(pr->crit_wait_ns <= SIM_SYNC_NS * (pr->crit_hops_event + pr->crit_hops_sm + 1) + 1e-6);
         CHECK(pr->crit_hops_event >= 1);
+        CHECK_NEAR(pr->crit_wait_event_ns, SIM_SYNC_NS * pr->crit_hops_event, 1e-6);
         /* step 0 starts everywhere at once: its path is its whole wall */
         struct mk_profile *p0 = NULL;
         CHECK_OK(mk_profile_analyze(p, rec, 1, &p0));
