@@ -52,19 +52,28 @@ enum mk_task_op {
     /* out[b, r] = silu(Wg[r] . n[b]) * (Wu[r] . n[b]),  n = rmsnorm(in0[b]) * norm_w
      * (w0 = norm_w, w1 = Wg, w2 = Wu) */
     MK_TASK_NORM_GATE_UP,
-    /* For kv heads [r0, r1): read q, k, v of those heads from in0 (the fused QKV output
-     * [B, (n_heads + 2 n_kv) D], q heads first, then k, then v), apply q/k RMSNorm over
-     * head_dim (w0 = q_norm, w1 = k_norm, when the family has them), RoPE at pos[b];
-     * write rotated q to out [B, n_heads D] and k, v to the KV cache at pos[b]. */
+    /* Retired (issue 8): the compiler no longer emits it and mk_plan_check rejects it;
+     * ATTN_PARTIAL does its work. The value stays reserved so the numbering is stable. */
     MK_TASK_QK_ROPE_KV,
-    /* Decode attention, kv head r0 (its n_heads/n_kv query heads), KV split `split` of
-     * `n_split`: positions [split*L/n_split, (split+1)*L/n_split) with L = pos[b] + 1.
-     * in0 = rotated q; out = partials [n_split][B][n_heads][D + 2] (acc[D], max, sum).
-     * With a sliding window W (cfg.sliding_window > 0) the split ranges cover only the
-     * last W positions: [f + split*n/n_split, f + (split+1)*n/n_split), f = max(0, L - W),
-     * n = L - f. An empty range writes acc 0, max -inf, sum 0. */
+    /* Decode attention of kv head h = r0 (its G = n_heads / n_kv query heads), KV split
+     * `split` of `n_split`, positions [lo, hi) = mk_plan_kv_split(cfg.sliding_window,
+     * L = pos[b] + 1, split, n_split) for every sequence b.
+     * in0 = the fused QKV output [B, (n_heads + 2 n_kv) D] (q heads first, then k, then
+     * v); w0 = q_norm, w1 = k_norm (RMSNorm over head_dim; MK_NONE when the family has
+     * none); out = partials [n_split][B][n_heads][D + 2] (acc[D], max, sum).
+     * Every split RMS-normalizes (w0) and rotates (rotate-half RoPE at pos[b]) the G query
+     * heads of group h itself. Split 0, whose range always ends at position p = pos[b],
+     * also normalizes (w1) and rotates k of head h and writes k and v of head h to the
+     * KV cache at p (bf16, round to nearest even) before it attends; it reads position p
+     * back from the cache like every other. No other split touches position p (nor
+     * reads k or v from in0). Per query head: scores q.k / sqrt(D), an online softmax in
+     * position order, acc = sum_p e^(s_p - max) v_p. An empty range writes acc 0,
+     * max -inf, sum 0. */
     MK_TASK_ATTN_PARTIAL,
-    /* Merge the n_split partials of kv head r0 into out[b, heads of r0, :] (in0 = partials) */
+    /* Merge the partials of kv head r0 into out[b, heads of r0, :] (in0 = partials):
+     * out = sum_s acc_s e^(m_s - M) / sum_s l_s e^(m_s - M), M = max_s m_s, over the
+     * non-empty splits s = 0 .. mk_plan_kv_nonempty(...) - 1 in order (the others are
+     * not read). */
     MK_TASK_ATTN_MERGE,
     /* Final norm + LM head rows [r0, r1): out[b, r] = W[r] . rmsnorm(in0[b]) * norm_w
      * (w0 = final norm, w1 = lm_head) and the per-task (max, argmax) of each batch row into
@@ -179,7 +188,7 @@ struct mk_plan {
     uint32_t stage_bytes;
     uint32_t pad;
 };
-#define MK_PLAN_VERSION 1u
+#define MK_PLAN_VERSION 2u
 
 /* Byte offset of K (which = 0) or V (which = 1) of (layer, seq b, kv head h, position p)
  * in the KV cache: [layer][K|V][b][h][max_ctx][head_dim] bf16. */
@@ -190,6 +199,43 @@ static inline uint64_t mk_plan_kv_offset(const struct mk_plan *p, int layer, int
     uint64_t Hk = (uint64_t)p->cfg.n_kv_heads, B = (uint64_t)p->target.batch;
     return ((((((uint64_t)layer * 2 + (uint64_t)which) * B + (uint64_t)b) * Hk + (uint64_t)h) * T
              + (uint64_t)pos) * D) * 2;
+}
+
+/* The KV split partition (ATTN_PARTIAL, ATTN_MERGE). A sequence of length L (positions
+ * [0, L), L >= 1) sees positions [f, L) with f = max(0, L - W) under a sliding window of
+ * W > 0 positions (window <= 0: f = 0); n = L - f. The splits cut [f, L) into chunks of
+ *     c = MK_PLAN_KV_CHUNK * max(1, ceil(ceil(n / S) / MK_PLAN_KV_CHUNK))
+ * positions from the newest back: split s of S covers
+ *     [max(f, L - (s + 1) c), max(f, L - s c))
+ * so split 0 always holds position L - 1 (the one the step appends), a short context
+ * uses only splits 0 .. ceil(n / c) - 1 and the others are empty. One function on host
+ * and device. */
+#define MK_PLAN_KV_CHUNK 64
+#ifdef __CUDACC__
+#define MK_PLAN_HD __host__ __device__
+#else
+#define MK_PLAN_HD
+#endif
+static inline MK_PLAN_HD int32_t mk_plan_kv_chunk(int32_t n, uint32_t n_split)
+{
+    int64_t per = ((int64_t)n + n_split - 1) / n_split;
+    int64_t c = (per + MK_PLAN_KV_CHUNK - 1) / MK_PLAN_KV_CHUNK * MK_PLAN_KV_CHUNK;
+    return c < MK_PLAN_KV_CHUNK ? MK_PLAN_KV_CHUNK : (int32_t)c;
+}
+static inline MK_PLAN_HD void mk_plan_kv_split(int32_t window, int32_t L, uint32_t split,
+                                               uint32_t n_split, int32_t *lo, int32_t *hi)
+{
+    int32_t f = window > 0 && L > window ? L - window : 0, c = mk_plan_kv_chunk(L - f, n_split);
+    int64_t b = (int64_t)L - (int64_t)split * c, a = b - c;
+    *lo = a > f ? (int32_t)a : f;
+    *hi = b > f ? (int32_t)b : f;
+}
+/* Number of non-empty splits: ceil(n / c) (>= 1 for L >= 1). */
+static inline MK_PLAN_HD uint32_t mk_plan_kv_nonempty(int32_t window, int32_t L, uint32_t n_split)
+{
+    int32_t f = window > 0 && L > window ? L - window : 0, n = L - f;
+    int32_t c = mk_plan_kv_chunk(n, n_split);
+    return (uint32_t)((n + c - 1) / c);
 }
 
 /* Compile a plan from a config (no weights needed). On error *out is untouched. */
@@ -238,6 +284,13 @@ enum mk_status mk_plan_pack_weights(const struct mk_plan *p, const struct mk_saf
  *       mk_plan_task_smem, mk_plan_pack_weights.
  *   v1  (issue 6, additive) mk_plan_schedule: reschedule a plan with measured task times;
  *       mk_plan_parse: load from memory.
+ *   v2  (issue 8) QK_ROPE_KV retired (one dependency level less per layer): ATTN_PARTIAL
+ *       reads q, k, v from the fused QKV buffer, applies q_norm (w0) / k_norm (w1) and
+ *       RoPE itself, and split 0 (which always holds pos[b]) writes the new k, v to the
+ *       KV cache;
+ *       the "q" buffer is gone. KV splits are fixed-size chunks (mk_plan_kv_split,
+ *       MK_PLAN_KV_CHUNK, newest first) instead of equal shares of L; ATTN_MERGE reads pos and only
+ *       the non-empty splits (mk_plan_kv_nonempty). Plan files of v1 are refused.
  */
 
 #ifdef __cplusplus

@@ -1,18 +1,21 @@
-/* QK_ROPE_KV, ATTN_PARTIAL and ATTN_MERGE.
+/* ATTN_PARTIAL and ATTN_MERGE (plan.h).
  *
- * QK_ROPE_KV: one warp per head vector (the G = n_heads / n_kv_heads query heads, the K and
- * the V head of each kv head in [r0, r1), for every batch row): the vector goes to a
- * per-warp shared row, is RMS-normalized over head_dim (q_norm / k_norm), rotated
- * (rotate-half RoPE at pos[b], frequencies from the host's table), and stored: q fp32 to
- * out [B, n_heads * D], k and v bf16 (round to nearest even) to the KV cache at pos[b].
- *
- * ATTN_PARTIAL (kv head h = r0, split s of n): for each batch row, positions
- * [f + s*(L-f)/n, f + (s+1)*(L-f)/n), L = pos[b] + 1, f = the first visible position (0, or
- * L - W with a sliding window of W positions), in chunks of MK_ATTN_CHUNK: scores of the G query
+ * ATTN_PARTIAL (kv head h = r0, split s of n): for each batch row, positions [lo, hi) =
+ * mk_plan_kv_split(window, L = pos[b] + 1, s, n): fixed-size chunks from the newest
+ * position back, so split 0 always holds pos[b] and a short context leaves the last
+ * splits empty. Prologue, one warp per head vector: the G query heads of group h are
+ * read from the fused QKV buffer (in0), RMS-normalized over head_dim (w0 = q_norm),
+ * rotated (rotate-half RoPE at pos[b], frequencies from the host's table) and kept in
+ * shared memory pre-scaled by 1/sqrt(D); split 0 also normalizes (w1 = k_norm) and
+ * rotates k of head h and writes k and v (bf16, round to nearest even) to the KV cache
+ * at pos[b]; the block barrier after the prologue makes those stores visible to the
+ * block's cache reads. Then, in chunks of MK_ATTN_CHUNK positions: scores of the G query
  * heads (one warp per position), an online softmax per head, and acc[g][d] updated with
  * the chunk's V rows. Writes [D] unnormalized acc, max, sum per (split, b, query head):
- * partials [n_split][B][n_heads][D + 2]. An empty range writes acc 0, max -inf, sum 0.
- * ATTN_MERGE: out[b, head] = sum_s acc_s e^(m_s - M) / sum_s l_s e^(m_s - M). */
+ * partials [n_split][B][n_heads][D + 2]. An empty range skips the prologue and writes
+ * acc 0, max -inf, sum 0.
+ * ATTN_MERGE: out[b, head] = sum_s acc_s e^(m_s - M) / sum_s l_s e^(m_s - M) over the
+ * non-empty splits s < mk_plan_kv_nonempty(...) in order. */
 #ifndef MK_TASK_ATTENTION_CUH
 #define MK_TASK_ATTENTION_CUH
 
@@ -20,61 +23,38 @@
 
 enum { MK_ATTN_CHUNK = MK_GPU_ATTN_CHUNK };
 
-static __device__ void mk_task_qk_rope_kv(const struct mk_gpu_args &a, const struct mk_task &t,
-                                   char *smem)
+/* One warp: the head vector in[b, col .. col + D), RMS-normalized with nw (nullptr: no
+ * norm) and rotated at pos, times mul, into q[0..D) (shared) or, when q is nullptr, as
+ * bf16 into kv[0..D). Lane l owns the pairs (d, d + D/2), d = l, l + 32, ... */
+static __device__ void mk_attn_rope_vec(const struct mk_gpu_args &a, const struct mk_act &in,
+                                        int b, int col, const uint16_t *nw, int pos, float mul,
+                                        float *q, __nv_bfloat16 *kv)
 {
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nwarps = blockDim.x / 32;
-    const int D = a.cfg.head_dim, nh = a.cfg.n_heads, nkv = a.cfg.n_kv_heads;
-    const int G = nh / nkv, half = D / 2;
-    const int per = G + 2; /* vectors per kv head: G queries, k, v */
-    const uint32_t width = (uint32_t)(nh + 2 * nkv) * D;
-    struct mk_act in = mk_act_of(a, t.in0, width);
-    float *row = reinterpret_cast<float *>(smem + MK_SMEM_MISC) + (size_t)warp * 2 * D;
-    const uint16_t *qn = t.w0 != MK_NONE ? mk_weight(a, t.w0) : nullptr;
-    const uint16_t *kn = t.w1 != MK_NONE ? mk_weight(a, t.w1) : nullptr;
-    float *qout = mk_buf(a, t.out);
-    const int nvec = (int)(t.r1 - t.r0) * per * a.batch;
-    for (int j = warp; j < nvec; j += nwarps) {
-        int b = j / ((int)(t.r1 - t.r0) * per);
-        int rem = j % ((int)(t.r1 - t.r0) * per);
-        int h = (int)t.r0 + rem / per, kind = rem % per; /* kind < G: query h*G+kind */
-        int col = kind < G ? (h * G + kind) * D : kind == G ? (nh + h) * D : (nh + nkv + h) * D;
-        int pos = __ldcg(a.pos + b);
-        float ss = 0.0f;
-        for (int d = lane; d < D; d += 32) {
-            float v = mk_act_get(in, b, col + d);
-            row[d] = v;
-            ss += v * v;
+    const int lane = threadIdx.x % 32, D = a.cfg.head_dim, half = D / 2;
+    float ss = 0.0f;
+    for (int d = lane; d < D; d += 32) {
+        float v = mk_act_get(in, b, (uint32_t)(col + d));
+        ss += v * v;
+    }
+    ss = mk_warp_sum(ss);
+    float rs = rsqrtf(ss / (float)D + a.cfg.rms_norm_eps);
+    for (int d = lane; d < half; d += 32) {
+        float x0 = mk_act_get(in, b, (uint32_t)(col + d));
+        float x1 = mk_act_get(in, b, (uint32_t)(col + d + half));
+        if (nw) {
+            x0 = x0 * rs * mk_wget(nw, d);
+            x1 = x1 * rs * mk_wget(nw, d + half);
         }
-        ss = mk_warp_sum(ss);
-        const uint16_t *nw = kind < G ? qn : kind == G ? kn : nullptr;
-        float rs = rsqrtf(ss / (float)D + a.cfg.rms_norm_eps);
-        __syncwarp();
-        if (kind <= G && nw)
-            for (int d = lane; d < D; d += 32) row[d] = row[d] * rs * mk_wget(nw, d);
-        __syncwarp();
-        float *o = row + D;
-        if (kind <= G) {
-            for (int d = lane; d < half; d += 32) {
-                float s, c;
-                sincosf((float)pos * a.inv_freq[d], &s, &c);
-                float x0 = row[d], x1 = row[d + half];
-                o[d] = x0 * c - x1 * s;
-                o[d + half] = x1 * c + x0 * s;
-            }
+        float s, c;
+        sincosf((float)pos * a.inv_freq[d], &s, &c);
+        float o0 = x0 * c - x1 * s, o1 = x1 * c + x0 * s;
+        if (q) {
+            q[d] = o0 * mul;
+            q[d + half] = o1 * mul;
         } else {
-            for (int d = lane; d < D; d += 32) o[d] = row[d];
+            kv[d] = __float2bfloat16_rn(o0);
+            kv[d + half] = __float2bfloat16_rn(o1);
         }
-        __syncwarp();
-        if (kind < G) {
-            float *q = qout + (size_t)b * nh * D + (size_t)(h * G + kind) * D;
-            for (int d = lane; d < D; d += 32) q[d] = o[d];
-        } else {
-            __nv_bfloat16 *kv = reinterpret_cast<__nv_bfloat16 *>(a.kv) +
-                                mk_kv_index(a, t.layer, kind == G ? 0 : 1, b, h, pos);
-            for (int d = lane; d < D; d += 32) kv[d] = __float2bfloat16_rn(o[d]);
-        }
-        __syncwarp();
     }
 }
 
@@ -91,20 +71,31 @@ static __device__ void mk_task_attn_partial(const struct mk_gpu_args &a, const s
     float *acc = q + GD, *p = acc + GD, *mx = p + G * MK_ATTN_CHUNK;
     float *sum = mx + G, *corr = sum + G;
     const float scale = rsqrtf((float)D);
-    struct mk_act qin = mk_act_of(a, t.in0, (uint32_t)nh * D);
+    struct mk_act in = mk_act_of(a, t.in0, (uint32_t)(nh + 2 * nkv) * D);
+    const uint16_t *qn = t.w0 != MK_NONE ? mk_weight(a, t.w0) : nullptr;
+    const uint16_t *kn = t.w1 != MK_NONE ? mk_weight(a, t.w1) : nullptr;
     float *part = mk_buf(a, t.out);
-    const __nv_bfloat16 *kv = reinterpret_cast<const __nv_bfloat16 *>(a.kv);
+    __nv_bfloat16 *kv = reinterpret_cast<__nv_bfloat16 *>(a.kv);
     for (int b = 0; b < a.batch; b++) {
-        int L = __ldcg(a.pos + b) + 1;
-        int first = a.cfg.sliding_window > 0 && L > a.cfg.sliding_window ? L - a.cfg.sliding_window : 0;
-        int lo = first + (int)((int64_t)t.split * (L - first) / ns);
-        int hi = first + (int)((int64_t)(t.split + 1) * (L - first) / ns);
+        int pos = __ldcg(a.pos + b), lo, hi;
+        mk_plan_kv_split(a.cfg.sliding_window, pos + 1, t.split, (uint32_t)ns, &lo, &hi);
         const __nv_bfloat16 *K = kv + mk_kv_index(a, t.layer, 0, b, h, 0);
         const __nv_bfloat16 *V = kv + mk_kv_index(a, t.layer, 1, b, h, 0);
-        for (int i = threadIdx.x; i < GD; i += blockDim.x) {
-            q[i] = mk_act_get(qin, b, (uint32_t)(h * GD + i)) * scale;
-            acc[i] = 0.0f;
+        /* prologue (block-uniform condition): q of the group; split 0 appends k, v */
+        const int nvec = lo < hi ? G + (t.split == 0 ? 2 : 0) : 0;
+        for (int j = warp; j < nvec; j += nwarps) {
+            if (j < G) {
+                mk_attn_rope_vec(a, in, b, (h * G + j) * D, qn, pos, scale, q + j * D, nullptr);
+            } else if (j == G) {
+                mk_attn_rope_vec(a, in, b, (nh + h) * D, kn, pos, 1.0f, nullptr,
+                                 kv + mk_kv_index(a, t.layer, 0, b, h, pos));
+            } else {
+                __nv_bfloat16 *vd = kv + mk_kv_index(a, t.layer, 1, b, h, pos);
+                for (int d = lane; d < D; d += 32)
+                    vd[d] = __float2bfloat16_rn(mk_act_get(in, b, (uint32_t)((nh + nkv + h) * D + d)));
+            }
         }
+        for (int i = threadIdx.x; i < GD; i += blockDim.x) acc[i] = 0.0f;
         if (threadIdx.x < (unsigned)G) { mx[threadIdx.x] = -CUDART_INF_F; sum[threadIdx.x] = 0.0f; }
         __syncthreads();
         for (int c0 = lo; c0 < hi; c0 += MK_ATTN_CHUNK) {
@@ -170,11 +161,12 @@ static __device__ void mk_task_attn_merge(const struct mk_gpu_args &a, const str
     for (int i = threadIdx.x; i < a.batch * GD; i += blockDim.x) {
         int b = i / GD, g = (i % GD) / D, d = i % D;
         int head = h * G + g;
+        int ne = (int)mk_plan_kv_nonempty(a.cfg.sliding_window, __ldcg(a.pos + b) + 1, (uint32_t)ns);
         float M = -CUDART_INF_F;
-        for (int s = 0; s < ns; s++)
+        for (int s = 0; s < ne; s++)
             M = fmaxf(M, __ldcg(part + (((size_t)s * a.batch + b) * nh + head) * (D + 2) + D));
         float num = 0.0f, den = 0.0f;
-        for (int s = 0; s < ns; s++) {
+        for (int s = 0; s < ne; s++) {
             const float *o = part + (((size_t)s * a.batch + b) * nh + head) * (D + 2);
             float ms = __ldcg(o + D);
             if (ms == -CUDART_INF_F) continue;

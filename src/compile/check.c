@@ -28,7 +28,8 @@ static enum mk_status check_tables(const struct mk_plan *p)
             return BAD("task %u: waits/signals not right after the previous task's", t);
         next_wait += k->n_wait;
         next_signal += k->n_signal;
-        if (k->op == MK_TASK_NOP || k->op >= MK_TASK_OP_COUNT) return BAD("task %u: bad op %u", t, k->op);
+        if (k->op == MK_TASK_NOP || k->op == MK_TASK_QK_ROPE_KV || k->op >= MK_TASK_OP_COUNT)
+            return BAD("task %u: bad op %u", t, k->op);
         if ((uint64_t)k->wait_first + k->n_wait > p->n_waits || (uint64_t)k->signal_first + k->n_signal > p->n_signals)
             return BAD("task %u: wait/signal range outside the tables", t);
         if (!id_ok(k->w0, p->n_weights) || !id_ok(k->w1, p->n_weights) || !id_ok(k->w2, p->n_weights))
@@ -143,15 +144,15 @@ static bool attention_ok(const struct mk_plan *p, const struct mk_task *k)
     uint32_t D = (uint32_t)c->head_dim, nh = (uint32_t)c->n_heads, nkv = (uint32_t)c->n_kv_heads;
     if (!in0 || !out || k->r1 > nkv || k->layer >= c->n_layers) return false;
     switch ((enum mk_task_op)k->op) {
-    case MK_TASK_QK_ROPE_KV: {
+    case MK_TASK_ATTN_PARTIAL: {
         const struct mk_plan_weight *qn = wt(p, k->w0), *kn = wt(p, k->w1);
-        return in0->cols == (nh + 2 * nkv) * D && out->cols == nh * D && (!qn || qn->cols == D) &&
-               (!kn || kn->cols == D);
+        return in0->cols == (nh + 2 * nkv) * D && in0->outer == 1 && out->cols == nh * (D + 2) &&
+               out->outer == k->n_split && k->split < k->n_split && k->r1 == k->r0 + 1 &&
+               (!qn || (qn->rows == 1 && qn->cols == D)) && (!kn || (kn->rows == 1 && kn->cols == D));
     }
-    case MK_TASK_ATTN_PARTIAL:
-        return in0->cols == nh * D && out->cols == nh * (D + 2) && out->outer == k->n_split;
     case MK_TASK_ATTN_MERGE:
-        return in0->cols == nh * (D + 2) && in0->outer == k->n_split && out->cols == nh * D;
+        return in0->cols == nh * (D + 2) && in0->outer == k->n_split && out->cols == nh * D &&
+               k->n_split >= 1 && k->r1 == k->r0 + 1;
     default: return false;
     }
 }
@@ -173,7 +174,6 @@ static enum mk_status check_task_ranges(const struct mk_plan *p, uint32_t t)
     case MK_TASK_LOGITS:
         ok = linear_ok(p, k);
         break;
-    case MK_TASK_QK_ROPE_KV:
     case MK_TASK_ATTN_PARTIAL:
     case MK_TASK_ATTN_MERGE:
         ok = attention_ok(p, k);
@@ -182,6 +182,7 @@ static enum mk_status check_task_ranges(const struct mk_plan *p, uint32_t t)
         ok = k->r1 <= (uint32_t)p->target.batch && in0 && in1 && in1->outer == k->n_split &&
              in1->cols == 2 && in0->cols == (uint32_t)p->cfg.vocab_size;
         break;
+    case MK_TASK_QK_ROPE_KV: /* retired in plan v2 */
     case MK_TASK_NOP:
     case MK_TASK_OP_COUNT:
         break;

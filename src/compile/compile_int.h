@@ -27,7 +27,12 @@ struct fop {
 /* One access of a task for the dependency analysis: elements [lo, hi) of resource res
  * (for every batch row). Resources: buffers 0..n_buffers-1 with coordinate
  * outer_index * cols + col; then the KV cache of each layer (coordinate: kv head); then
- * the runtime arrays tokens, pos, active (coordinate: sequence). */
+ * the runtime arrays tokens, pos, active (coordinate: sequence).
+ * The tiles of one fused op run concurrently: deps.c takes their needs from the state
+ * before the op (a tile never waits on a tile of its own op), then records their reads,
+ * then their writes. So ATTN_PARTIAL split 0, which appends position pos[b] to the
+ * cache, does not wait for the other splits of its head, which read only older
+ * positions; the next step's splits wait for split 0. */
 struct access {
     uint32_t res, lo, hi;
     bool write;
@@ -53,6 +58,7 @@ struct cstate {
     uint32_t *acc_start;    /* [n_tasks + 1] */
     /* the smem contract (plan fields of the same names) */
     uint32_t act_chunk, weight_stages, stage_bytes, scratch_bytes;
+    uint32_t kv_splits;     /* KV splits per kv head (tile.c) */
     /* dependencies (deps.c): events, and per task its waits / signals */
     struct mk_event *events;
     uint32_t n_events;

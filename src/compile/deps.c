@@ -1,7 +1,9 @@
 /* Dependencies: exact tile-range hazards -> events, waits and signals.
  *
  * The tasks of two consecutive steps are walked in their sequential order (fused-op
- * order, then tile order). Every resource (buffer, KV cache of a layer, tokens, pos,
+ * order, then tile order), the tiles of one fused op as one concurrent group (see
+ * compile_int.h: needs from the state before the op, then its reads, then its writes).
+ * Every resource (buffer, KV cache of a layer, tokens, pos,
  * active) is a list of segments; each segment remembers its last writer and the readers
  * since that write. A task needs: the last writer of everything it reads (RAW), and
  * the last writer and every reader since of everything it writes (WAW, WAR) — this is
@@ -386,14 +388,20 @@ enum mk_status cs_deps(struct cstate *c)
     struct walk w;
     enum mk_status s = walk_init(&w, c);
     struct ivec needs = {0};
-    for (int32_t inst = 0; !s && inst < 2 * (int32_t)w.n; inst++) {
-        needs.n = 0;
-        collect_needs(&w, inst, &needs);
-        bool step1 = inst >= (int32_t)w.n;
-        reduce(&w, inst, &needs, step1 ? &w.kept[inst - (int32_t)w.n] : NULL);
-        apply(&w, inst, false);
-        apply(&w, inst, true);
+    for (int32_t at = 0; !s && at < 2 * (int32_t)w.n;) {
+        /* the instances [at, end) of one fused op: tasks are emitted op by op */
+        const struct fop *f = &c->fops[c->task_fop[(uint32_t)at % w.n]];
+        int32_t end = at - (int32_t)((uint32_t)at % w.n) + (int32_t)(f->first_task + f->n_tasks);
+        for (int32_t inst = at; inst < end; inst++) {
+            needs.n = 0;
+            collect_needs(&w, inst, &needs);
+            bool step1 = inst >= (int32_t)w.n;
+            reduce(&w, inst, &needs, step1 ? &w.kept[inst - (int32_t)w.n] : NULL);
+        }
+        for (int32_t inst = at; inst < end; inst++) apply(&w, inst, false);
+        for (int32_t inst = at; inst < end; inst++) apply(&w, inst, true);
         if (w.oom) s = mk_error(MK_ERR_NOMEM, "compile: out of memory");
+        at = end;
     }
     free(needs.v);
     for (uint32_t t = 0; !s && t < w.n; t++) iv_sort_unique(&w.kept[t]);

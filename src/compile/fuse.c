@@ -6,8 +6,10 @@
  *   EMBED                                         -> EMBED
  *   RMSNORM, LINEAR q, k, v (same input)          -> NORM_LINEAR into the fused qkv
  *        buffer (weights/biases via QKV views, see plan.h)
- *   [HEAD_NORM q, k], ROPE q, ROPE k, KV_APPEND   -> QK_ROPE_KV
- *   ATTENTION                                     -> ATTN_PARTIAL + ATTN_MERGE
+ *   [HEAD_NORM q, k], ROPE q, ROPE k, KV_APPEND,
+ *   ATTENTION                                     -> ATTN_PARTIAL + ATTN_MERGE (the
+ *        partial normalizes and rotates q, k itself and appends k, v to the cache:
+ *        a separate task would cost a dependency level per layer for G*D floats)
  *   LINEAR o, ADD residual                        -> LINEAR_RESIDUAL (in place on x)
  *   RMSNORM, LINEAR gate, LINEAR up, SILU_MUL     -> NORM_GATE_UP
  *   LINEAR down, ADD residual                     -> LINEAR_RESIDUAL (in place on x)
@@ -175,9 +177,8 @@ static enum mk_status attention_block(struct cursor *k, const struct mk_gnode *n
     struct cstate *c = k->c;
     const struct mk_config *cfg = &c->cfg;
     uint32_t D = (uint32_t)cfg->head_dim, nh = (uint32_t)cfg->n_heads, nkv = (uint32_t)cfg->n_kv_heads;
-    uint32_t qkv, q, part, attn;
+    uint32_t qkv, part, attn;
     enum mk_status s = buffer(c, "qkv", (nh + 2 * nkv) * D, &qkv);
-    if (!s) s = buffer(c, "q", nh * D, &q);
     if (!s) s = buffer(c, "attn_part", nh * (D + 2), &part);
     if (!s) s = buffer(c, "attn", nh * D, &attn);
     if (s) return s;
@@ -192,17 +193,17 @@ static enum mk_status attention_block(struct cursor *k, const struct mk_gnode *n
     if (!s) s = add_fop(c, f);
     if (s) return s;
 
-    /* [HEAD_NORM q, HEAD_NORM k], ROPE q, ROPE k, KV_APPEND */
-    struct fop r = {.op = MK_TASK_QK_ROPE_KV, .layer = norm->layer, .N = nkv, .w0 = MK_NONE,
-                    .w1 = MK_NONE, .w2 = MK_NONE, .in0 = qkv, .in1 = MK_NONE, .out = q,
+    /* [HEAD_NORM q, HEAD_NORM k], ROPE q, ROPE k, KV_APPEND, ATTENTION */
+    struct fop p = {.op = MK_TASK_ATTN_PARTIAL, .layer = norm->layer, .N = nkv, .w0 = MK_NONE,
+                    .w1 = MK_NONE, .w2 = MK_NONE, .in0 = qkv, .in1 = MK_NONE, .out = part,
                     .aux = MK_NONE};
     int qt = lin[0]->out, kt = lin[1]->out;
     if (k->i < k->g->n_nodes && k->g->nodes[k->i].op == MK_GOP_HEAD_NORM) {
         const struct mk_gnode *qn = expect(k, MK_GOP_HEAD_NORM, qt);
         const struct mk_gnode *kn = qn ? expect(k, MK_GOP_HEAD_NORM, kt) : NULL;
         if (!kn) return MK_ERR_UNSUPPORTED;
-        s = gweight(c, k->g, qn->w[0], &r.w0);
-        if (!s) s = gweight(c, k->g, kn->w[0], &r.w1);
+        s = gweight(c, k->g, qn->w[0], &p.w0);
+        if (!s) s = gweight(c, k->g, kn->w[0], &p.w1);
         if (s) return s;
         qt = qn->out;
         kt = kn->out;
@@ -214,13 +215,10 @@ static enum mk_status attention_block(struct cursor *k, const struct mk_gnode *n
         return app ? mk_error(MK_ERR_UNSUPPORTED, "compile: KV_APPEND of another v") : MK_ERR_UNSUPPORTED;
     const struct mk_gnode *at = expect(k, MK_GOP_ATTENTION, rq->out);
     if (!at) return MK_ERR_UNSUPPORTED;
-    s = add_fop(c, r);
-    struct fop p = {.op = MK_TASK_ATTN_PARTIAL, .layer = norm->layer, .N = nkv, .w0 = MK_NONE,
-                    .w1 = MK_NONE, .w2 = MK_NONE, .in0 = q, .in1 = MK_NONE, .out = part,
-                    .aux = MK_NONE};
-    if (!s) s = add_fop(c, p);
+    s = add_fop(c, p);
     struct fop m = p;
     m.op = MK_TASK_ATTN_MERGE;
+    m.w0 = m.w1 = MK_NONE;
     m.in0 = part;
     m.out = attn;
     if (!s) s = add_fop(c, m);

@@ -26,9 +26,12 @@
  * every SM streams the same bytes; in the model above more tiles only ever shorten an
  * op, and the smallest real layers, e.g. Qwen3-0.6B's o-proj, still give 8 rows = 32 KiB
  * per task). The embedding gathers B rows: one task per 32 KiB. Attention: each kv head is split over
- * S = min(sm_count / n_kv, max_ctx / 32) position ranges (at least 1) so that the KV
- * stream of long contexts spreads over the SMs; QK_ROPE_KV and ATTN_MERGE are one task
- * per kv head; LOGITS tiles like a linear and owns one argmax partial each; SAMPLE is
+ * S = min(sm_count / n_kv, ceil(max_ctx / MK_PLAN_KV_CHUNK)) position chunks (at least
+ * 1; mk_plan_kv_split) so that the KV stream of long contexts spreads over the SMs while
+ * a short context runs on the first few splits only (the others write an empty partial
+ * and the merge skips them); ATTN_PARTIAL carries q/k norm + RoPE + the KV append (no
+ * dependency level of its own) and is costed at a full context (one chunk of K and V
+ * rows per split); ATTN_MERGE is one task per kv head; LOGITS tiles like a linear and owns one argmax partial each; SAMPLE is
  * one task per sequence.
  */
 #include "compile_int.h"
@@ -41,7 +44,6 @@ enum {
     STAGE_MAX = 16384,
     SCRATCH_MAX = 8192,
     MIN_TASK_WEIGHT_BYTES = 32768,
-    MIN_KV_SPLIT_POSITIONS = 32,
 };
 static const double FIXED_NS = 500.0;
 static const double L2_SPEEDUP = 4.0;
@@ -63,14 +65,13 @@ uint32_t tile_task_smem(const struct mk_config *cfg, const struct mk_target *tgt
     case MK_TASK_NORM_GATE_UP:
     case MK_TASK_LOGITS:
         return B * min_u32(K, act_chunk) * 4 + stages + scratch;
-    case MK_TASK_QK_ROPE_KV: /* q, k, v of the group for every sequence */
-        return B * (G + 2) * D * 4 + scratch;
     case MK_TASK_ATTN_PARTIAL: /* q of the group + K/V position stages */
         return B * G * D * 4 + stages + scratch;
     case MK_TASK_ATTN_MERGE:
         return B * G * (D + 2) * 4 + scratch;
     case MK_TASK_EMBED:
     case MK_TASK_SAMPLE:
+    case MK_TASK_QK_ROPE_KV: /* retired: never emitted */
     case MK_TASK_NOP:
     case MK_TASK_OP_COUNT:
         break;
@@ -133,22 +134,20 @@ static enum mk_status accesses(struct cstate *c, const struct fop *f, const stru
         ACC(f->in1, t->r0, t->r1, false);
         ACC(f->out, t->r0, t->r1, true);
         break;
-    case MK_TASK_QK_ROPE_KV:
-        ACC(f->in0, t->r0 * G * D, t->r1 * G * D, false);
-        ACC(f->in0, nh * D + t->r0 * D, nh * D + t->r1 * D, false);
-        ACC(f->in0, (nh + nkv) * D + t->r0 * D, (nh + nkv) * D + t->r1 * D, false);
-        ACC(res_pos(c), 0, B, false);
-        ACC(f->out, t->r0 * G * D, t->r1 * G * D, true);
-        ACC(res_kv(c, f->layer), t->r0, t->r1, true);
-        break;
-    case MK_TASK_ATTN_PARTIAL:
+    case MK_TASK_ATTN_PARTIAL: /* split 0 appends k, v at pos (plan.h) */
         ACC(f->in0, t->r0 * G * D, t->r1 * G * D, false);
         ACC(res_pos(c), 0, B, false);
         ACC(res_kv(c, f->layer), t->r0, t->r1, false);
+        if (t->split == 0) {
+            ACC(f->in0, nh * D + t->r0 * D, nh * D + t->r1 * D, false);
+            ACC(f->in0, (nh + nkv) * D + t->r0 * D, (nh + nkv) * D + t->r1 * D, false);
+            ACC(res_kv(c, f->layer), t->r0, t->r1, true);
+        }
         ACC(f->out, coord(c, f->out, t->split, t->r0 * G * (D + 2)),
             coord(c, f->out, t->split, t->r1 * G * (D + 2)), true);
         break;
     case MK_TASK_ATTN_MERGE:
+        ACC(res_pos(c), 0, B, false);
         for (uint32_t sp = 0; sp < t->n_split; sp++)
             ACC(f->in0, coord(c, f->in0, sp, t->r0 * G * (D + 2)),
                 coord(c, f->in0, sp, t->r1 * G * (D + 2)), false);
@@ -168,6 +167,7 @@ static enum mk_status accesses(struct cstate *c, const struct fop *f, const stru
         ACC(res_pos(c), t->r0, t->r1, false);
         ACC(res_pos(c), t->r0, t->r1, true);
         break;
+    case MK_TASK_QK_ROPE_KV:
     case MK_TASK_NOP:
     case MK_TASK_OP_COUNT:
         MK_ASSERT(0);
@@ -188,13 +188,15 @@ static double task_cost(const struct cstate *c, const struct fop *f, const struc
     case MK_TASK_LINEAR_RESIDUAL:
     case MK_TASK_LOGITS: wbytes = rows * f->K * 2; abytes = B * f->K * 4; break;
     case MK_TASK_NORM_GATE_UP: wbytes = 2 * rows * f->K * 2; abytes = B * f->K * 4; break;
-    case MK_TASK_QK_ROPE_KV: abytes = B * (G + 2) * D * 4; wbytes = B * 2 * D * 2; break;
-    case MK_TASK_ATTN_PARTIAL:
-        wbytes = B * 2 * ((double)c->tgt.max_ctx / t->n_split) * D * 2;
-        abytes = B * G * D * 4;
+    case MK_TASK_ATTN_PARTIAL: { /* a full context: every split reads one chunk */
+        double chunk = mk_plan_kv_chunk(c->tgt.max_ctx, t->n_split);
+        wbytes = B * 2 * (chunk < c->tgt.max_ctx ? chunk : c->tgt.max_ctx) * D * 2;
+        abytes = B * (G + 2) * D * 4;
         break;
+    }
     case MK_TASK_ATTN_MERGE: abytes = t->n_split * B * G * (D + 2) * 4; break;
     case MK_TASK_SAMPLE: abytes = t->n_split * 8.0; break;
+    case MK_TASK_QK_ROPE_KV:
     case MK_TASK_NOP:
     case MK_TASK_OP_COUNT: break;
     }
@@ -271,14 +273,14 @@ static uint32_t linear_tiles(const struct cstate *c, const struct fop *f)
 static uint32_t kv_splits(const struct cstate *c)
 {
     uint32_t by_sm = (uint32_t)c->tgt.sm_count / (uint32_t)c->cfg.n_kv_heads;
-    uint32_t by_ctx = (uint32_t)c->tgt.max_ctx / MIN_KV_SPLIT_POSITIONS;
+    uint32_t by_ctx = ((uint32_t)c->tgt.max_ctx + MK_PLAN_KV_CHUNK - 1) / MK_PLAN_KV_CHUNK;
     return max_u32(1, min_u32(min_u32(by_sm, by_ctx), 0xffff));
 }
 
 static enum mk_status tile_fop(struct cstate *c, uint32_t fi, uint32_t n_logits)
 {
     struct fop *f = &c->fops[fi];
-    uint32_t S = kv_splits(c);
+    uint32_t S = c->kv_splits;
     enum mk_status s = MK_OK;
     switch (f->op) {
     case MK_TASK_EMBED: {
@@ -293,9 +295,8 @@ static enum mk_status tile_fop(struct cstate *c, uint32_t fi, uint32_t n_logits)
     case MK_TASK_LOGITS:
         f->n_split = f->op == MK_TASK_LOGITS ? n_logits : 1;
         return rows_tiles(c, fi, f->op == MK_TASK_LOGITS ? n_logits : linear_tiles(c, f));
-    case MK_TASK_QK_ROPE_KV:
     case MK_TASK_ATTN_MERGE:
-        f->n_split = f->op == MK_TASK_ATTN_MERGE ? S : 1;
+        f->n_split = S;
         for (uint32_t g = 0; g < f->N && !s; g++)
             s = emit(c, fi, (struct mk_task){.r0 = g, .r1 = g + 1, .n_split = (uint16_t)f->n_split});
         return s;
@@ -311,6 +312,7 @@ static enum mk_status tile_fop(struct cstate *c, uint32_t fi, uint32_t n_logits)
         for (uint32_t b = 0; b < f->N && !s; b++)
             s = emit(c, fi, (struct mk_task){.r0 = b, .r1 = b + 1, .n_split = (uint16_t)n_logits});
         return s;
+    case MK_TASK_QK_ROPE_KV:
     case MK_TASK_NOP:
     case MK_TASK_OP_COUNT:
         break;
@@ -323,12 +325,13 @@ enum mk_status cs_tile(struct cstate *c)
 {
     enum mk_status s = contract(c);
     if (s) return s;
+    c->kv_splits = kv_splits(c);
     /* buffers whose outer size depends on the tiling: attention and argmax partials */
     uint32_t n_logits = 1;
     for (uint32_t i = 0; i < c->n_fops; i++)
         if (c->fops[i].op == MK_TASK_LOGITS) n_logits = linear_tiles(c, &c->fops[i]);
     for (uint32_t i = 0; i < c->n_buffers; i++) {
-        if (!strcmp(c->buffers[i].name, "attn_part")) c->buffers[i].outer = kv_splits(c);
+        if (!strcmp(c->buffers[i].name, "attn_part")) c->buffers[i].outer = c->kv_splits;
         if (!strcmp(c->buffers[i].name, "argmax")) c->buffers[i].outer = n_logits;
     }
     for (uint32_t i = 0; i < c->n_fops && !s; i++) {

@@ -295,55 +295,33 @@ static void head_norm_rope(const struct mk_interp *it, float *x, uint32_t w, int
     }
 }
 
-static void t_qk_rope_kv(struct mk_interp *it, uint32_t t, const struct mk_task *k)
+/* ATTN_PARTIAL (plan.h): q norm + RoPE of the group's query heads; split 0 appends k
+ * (norm + RoPE) and v at pos[b] to the cache first; then attention over the split's
+ * positions, read back from the (bf16) cache. */
+static void t_attn_partial(struct mk_interp *it, uint32_t t, const struct mk_task *k)
 {
     const struct mk_config *c = &it->p->cfg;
-    uint32_t D = it->D, G = it->G, nh = (uint32_t)c->n_heads, nkv = (uint32_t)c->n_kv_heads;
-    float *x = it->scratch;
+    uint32_t D = it->D, G = it->G, g = k->r0, nh = (uint32_t)c->n_heads, nkv = (uint32_t)c->n_kv_heads;
+    float *q = it->scratch, *acc = it->scratch + D, scale = 1.0f / sqrtf((float)D);
     for (uint32_t b = 0; b < it->B; b++) {
-        int32_t pos = seq_ld(it, SEQ_POS, b);
+        int32_t pos = seq_ld(it, SEQ_POS, b), lo, hi;
         if (pos < 0 || pos >= it->p->target.max_ctx) { fail(it, "position outside the KV cache", t); return; }
-        for (uint32_t g = k->r0; g < k->r1; g++) {
-            for (uint32_t h = g * G; h < (g + 1) * G; h++) {
-                for (uint32_t i = 0; i < D; i++) x[i] = ld(it, k->in0, 0, b, h * D + i);
-                head_norm_rope(it, x, k->w0, pos);
-                for (uint32_t i = 0; i < D; i++) st(it, k->out, 0, b, h * D + i, x[i]);
-            }
-            for (uint32_t i = 0; i < D; i++) x[i] = ld(it, k->in0, 0, b, nh * D + g * D + i);
-            head_norm_rope(it, x, k->w1, pos);
-            for (uint32_t i = 0; i < D; i++) kv_st(it, kv_elem(it, k->layer, 0, b, g, pos, i), x[i]);
+        mk_plan_kv_split(c->sliding_window, pos + 1, k->split, k->n_split, &lo, &hi);
+        if (k->split == 0) { /* [lo, hi) ends at pos */
+            for (uint32_t i = 0; i < D; i++) acc[i] = ld(it, k->in0, 0, b, nh * D + g * D + i);
+            head_norm_rope(it, acc, k->w1, pos);
+            for (uint32_t i = 0; i < D; i++) kv_st(it, kv_elem(it, k->layer, 0, b, g, pos, i), acc[i]);
             for (uint32_t i = 0; i < D; i++)
                 kv_st(it, kv_elem(it, k->layer, 1, b, g, pos, i), ld(it, k->in0, 0, b, (nh + nkv) * D + g * D + i));
         }
-    }
-}
-
-/* Positions [lo, hi) of KV split `s` of `S` for a sequence of length L (sliding window:
- * only the last W positions). */
-static void split_range(const struct mk_config *c, int32_t L, uint32_t s, uint32_t S,
-                        int32_t *lo, int32_t *hi)
-{
-    int32_t first = c->sliding_window > 0 && L > c->sliding_window ? L - c->sliding_window : 0;
-    int64_t n = L - first;
-    *lo = first + (int32_t)(n * s / S);
-    *hi = first + (int32_t)(n * (s + 1) / S);
-}
-
-static void t_attn_partial(struct mk_interp *it, uint32_t t, const struct mk_task *k)
-{
-    uint32_t D = it->D, G = it->G, g = k->r0;
-    float *q = it->scratch, *acc = it->scratch + D, scale = 1.0f / sqrtf((float)D);
-    for (uint32_t b = 0; b < it->B; b++) {
-        int32_t L = seq_ld(it, SEQ_POS, b) + 1, lo, hi;
-        if (L < 1 || L > it->p->target.max_ctx) { fail(it, "position outside the KV cache", t); return; }
-        split_range(&it->p->cfg, L, k->split, k->n_split, &lo, &hi);
         for (uint32_t h = g * G; h < (g + 1) * G; h++) {
             for (uint32_t i = 0; i < D; i++) q[i] = ld(it, k->in0, 0, b, h * D + i);
+            head_norm_rope(it, q, k->w0, pos);
             float m = -INFINITY, sum = 0;
             for (uint32_t i = 0; i < D; i++) acc[i] = 0;
-            for (int32_t pos = lo; pos < hi; pos++) { /* online softmax, in order */
+            for (int32_t p = lo; p < hi; p++) { /* online softmax, in order */
                 float sc = 0;
-                for (uint32_t i = 0; i < D; i++) sc += q[i] * kv_ld(it, kv_elem(it, k->layer, 0, b, g, pos, i));
+                for (uint32_t i = 0; i < D; i++) sc += q[i] * kv_ld(it, kv_elem(it, k->layer, 0, b, g, p, i));
                 sc *= scale;
                 if (sc > m) {
                     float corr = expf(m - sc);
@@ -353,7 +331,7 @@ static void t_attn_partial(struct mk_interp *it, uint32_t t, const struct mk_tas
                 }
                 float e = expf(sc - m);
                 sum += e;
-                for (uint32_t i = 0; i < D; i++) acc[i] += e * kv_ld(it, kv_elem(it, k->layer, 1, b, g, pos, i));
+                for (uint32_t i = 0; i < D; i++) acc[i] += e * kv_ld(it, kv_elem(it, k->layer, 1, b, g, p, i));
             }
             uint32_t base = h * (D + 2);
             for (uint32_t i = 0; i < D; i++) st(it, k->out, k->split, b, base + i, acc[i]);
@@ -363,11 +341,15 @@ static void t_attn_partial(struct mk_interp *it, uint32_t t, const struct mk_tas
     }
 }
 
-static void t_attn_merge(struct mk_interp *it, const struct mk_task *k)
+/* Only the non-empty splits (plan.h), in split order. */
+static void t_attn_merge(struct mk_interp *it, uint32_t t, const struct mk_task *k)
 {
-    uint32_t D = it->D, G = it->G, g = k->r0, S = k->n_split;
+    uint32_t D = it->D, G = it->G, g = k->r0;
     float *out = it->scratch;
-    for (uint32_t b = 0; b < it->B; b++)
+    for (uint32_t b = 0; b < it->B; b++) {
+        int32_t pos = seq_ld(it, SEQ_POS, b);
+        if (pos < 0 || pos >= it->p->target.max_ctx) { fail(it, "position outside the KV cache", t); return; }
+        uint32_t S = mk_plan_kv_nonempty(it->p->cfg.sliding_window, pos + 1, k->n_split);
         for (uint32_t h = g * G; h < (g + 1) * G; h++) {
             uint32_t base = h * (D + 2);
             float M = -INFINITY, total = 0;
@@ -381,6 +363,7 @@ static void t_attn_merge(struct mk_interp *it, const struct mk_task *k)
             }
             for (uint32_t i = 0; i < D; i++) st(it, k->out, 0, b, h * D + i, out[i] / total);
         }
+    }
 }
 
 static void t_logits(struct mk_interp *it, const struct mk_task *k)
@@ -437,11 +420,11 @@ static void exec(struct mk_interp *it, uint32_t t, int step, const struct mk_int
     case MK_TASK_NORM_LINEAR:
     case MK_TASK_LINEAR_RESIDUAL:
     case MK_TASK_NORM_GATE_UP: t_linear(it, k); break;
-    case MK_TASK_QK_ROPE_KV: t_qk_rope_kv(it, t, k); break;
     case MK_TASK_ATTN_PARTIAL: t_attn_partial(it, t, k); break;
-    case MK_TASK_ATTN_MERGE: t_attn_merge(it, k); break;
+    case MK_TASK_ATTN_MERGE: t_attn_merge(it, t, k); break;
     case MK_TASK_LOGITS: t_logits(it, k); break;
     case MK_TASK_SAMPLE: t_sample(it, k, step, o); break;
+    case MK_TASK_QK_ROPE_KV: /* retired: mk_plan_check rejects it */
     case MK_TASK_NOP:
     case MK_TASK_OP_COUNT: break;
     }

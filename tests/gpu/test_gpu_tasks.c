@@ -127,7 +127,7 @@ static void tasks_case(struct mk_model *m, const char *name, int B, bool sparse)
         CHECK_OK(mk_gpu_arena_read(g, gpu_arena));
         CHECK_OK(mk_gpu_kv_read(g, gpu_kv));
         compare(p, t, gpu_arena, mk_interp_arena(it), worst);
-        if (k->op == MK_TASK_QK_ROPE_KV)
+        if (k->op == MK_TASK_ATTN_PARTIAL) /* split 0 appends k, v */
             compare_kv(p, t, gpu_kv, mk_interp_kv(it), tg, tc, &worst_kv);
         run++;
         if (check_case_failures > 20) break;

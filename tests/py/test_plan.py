@@ -31,7 +31,7 @@ def summary_and_stats():
         if len(f) == 6 and f[1].isdigit() and f[0].isupper():
             ops[f[0]] = int(f[1])
     check(sum(ops.values()) == int(m.group(1)), f"{ops} vs {m.group(1)}")
-    check(ops.get("SAMPLE") == 2 and ops.get("QK_ROPE_KV") == 4, ops)
+    check(ops.get("SAMPLE") == 2 and ops.get("ATTN_MERGE") == 4 and "QK_ROPE_KV" not in ops, ops)
     check("per-SM busy" in r.stdout and "floor" in r.stdout, r.stdout)
 
 

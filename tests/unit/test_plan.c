@@ -79,7 +79,6 @@ static uint32_t op_rows(const struct mk_config *c, enum mk_task_op op, int batch
     case MK_TASK_NORM_LINEAR: return (uint32_t)(c->n_heads + 2 * c->n_kv_heads) * D;
     case MK_TASK_LINEAR_RESIDUAL: return (uint32_t)c->hidden_size * 2; /* o and down */
     case MK_TASK_NORM_GATE_UP: return (uint32_t)c->intermediate_size;
-    case MK_TASK_QK_ROPE_KV:
     case MK_TASK_ATTN_MERGE: return (uint32_t)c->n_kv_heads;
     case MK_TASK_LOGITS: return (uint32_t)c->vocab_size;
     case MK_TASK_SAMPLE: return (uint32_t)batch;
