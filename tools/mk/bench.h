@@ -74,6 +74,8 @@ struct mk_plan;
 struct bench_pgo {
     double step_model_ns, crit_model_ns;     /* profiled step wall (median), critical path */
     double predicted_model_ns;               /* the cost model's step of the plan */
+    double sync_model_ns, sync_pgo_ns;       /* target.sync_ns; the critical path's mean
+                                                event-hop wait (what --pgo schedules with) */
     bool measured;                           /* --pgo ran: the fields below are set */
     struct bench_stat st;                    /* ms/token of the profile-guided plan */
     double predicted_pgo_ns;                 /* mk_plan_schedule's step with measured times */
@@ -83,7 +85,7 @@ struct bench_pgo {
 
 /* Profile one more generate of req on g (the megakernel of plan p, prompt fed one token
  * per step), write --profile's files, print the summary; with --pgo reschedule p with
- * the measured task times, measure the same test on it (its tokens compared with
+ * the measured task times and sync latency, measure the same test on it (its tokens compared with
  * `tokens`, the model plan's) and restore p's programs. */
 enum mk_status bench_profile_tg(const struct bench_ctx *c, const struct mk_model *m,
                                 struct mk_plan *p, struct mk_gpu *g,

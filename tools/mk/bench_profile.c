@@ -9,7 +9,8 @@
  * make ~6 MB a step), the analysis all.
  *
  * --pgo: the per-task medians of that profile replace the cost model's task times in
- * mk_plan_schedule; the rescheduled plan runs on a second mk_gpu (the first one stays
+ * mk_plan_schedule, and the mean wait of the critical path's event hops (producer end ->
+ * consumer ready) its target.sync_ns; the rescheduled plan runs on a second mk_gpu (the first one stays
  * open: weights twice on the device), the same test is measured ("mk-pgo"), its tokens
  * must equal the model plan's (a schedule moves tasks, it never changes what they
  * compute), and the plan's programs are restored for the tests that follow. */
@@ -79,7 +80,7 @@ static enum mk_status profile_once(const struct bench_ctx *c, struct mk_gpu *g,
 struct saved_sched {
     uint32_t *prog_start, *prog_tasks;
     float *cost;
-    double predicted;
+    double predicted, sync;
 };
 
 static enum mk_status save_sched(const struct mk_plan *p, struct saved_sched *sv)
@@ -89,6 +90,7 @@ static enum mk_status save_sched(const struct mk_plan *p, struct saved_sched *sv
     sv->prog_tasks = malloc(sizeof *sv->prog_tasks * n);
     sv->cost = malloc(sizeof *sv->cost * n);
     sv->predicted = p->predicted_step_ns;
+    sv->sync = p->target.sync_ns;
     if (!sv->prog_start || !sv->prog_tasks || !sv->cost) {
         free(sv->prog_start); free(sv->prog_tasks); free(sv->cost);
         return mk_error(MK_ERR_NOMEM, "bench: no memory for the plan's programs");
@@ -108,6 +110,7 @@ static void restore_sched(struct mk_plan *p, struct saved_sched *sv)
     memcpy(p->task_cost_ns, sv->cost, sizeof *sv->cost * p->n_tasks);
     free(sv->cost);
     p->predicted_step_ns = sv->predicted;
+    p->target.sync_ns = sv->sync;
 }
 
 static int first_difference(int32_t *const *want, int32_t *const *got, int n, int N, int *seq)
@@ -118,9 +121,9 @@ static int first_difference(int32_t *const *want, int32_t *const *got, int n, in
     return -1;
 }
 
-/* Measure req on the plan rescheduled with task_ns (restored after). */
+/* Measure req on the plan rescheduled with task_ns and sync_ns (restored after). */
 static enum mk_status run_pgo(const struct bench_ctx *c, const struct mk_model *m,
-                              struct mk_plan *p, const float *task_ns,
+                              struct mk_plan *p, const float *task_ns, double sync_ns,
                               const struct mk_gpu_request *req, int n, int32_t *const *want,
                               const char *prefix, struct bench_pgo *out)
 {
@@ -129,6 +132,7 @@ static enum mk_status run_pgo(const struct bench_ctx *c, const struct mk_model *
     struct saved_sched sv;
     enum mk_status s = save_sched(p, &sv);
     if (s != MK_OK) return s;
+    p->target.sync_ns = sync_ns;
     s = mk_plan_schedule(p, task_ns);
     out->predicted_pgo_ns = p->predicted_step_ns;
     struct mk_gpu *g = NULL;
@@ -190,13 +194,18 @@ enum mk_status bench_profile_tg(const struct bench_ctx *c, const struct mk_model
             req[0].max_new, req[0].prompt_len, n, pr->n_steps, pre ? ": " : "", pre ? pre : "",
             pre ? ".json, .txt" : "");
     mk_profile_write_summary(p, pr, f);
-    if (o->pgo) s = run_pgo(c, m, p, pr->task_ns, req, n, tokens, pre, out);
+    out->sync_model_ns = p->target.sync_ns;
+    out->sync_pgo_ns = pr->crit_hops_event > 0 ? pr->crit_wait_event_ns / pr->crit_hops_event
+                                               : p->target.sync_ns;
+    if (out->sync_pgo_ns < 0) out->sync_pgo_ns = 0;
+    if (o->pgo) s = run_pgo(c, m, p, pr->task_ns, out->sync_pgo_ns, req, n, tokens, pre, out);
     mk_profile_free(pr);
     if (s == MK_OK && o->pgo) {
         out->measured = true;
-        fprintf(f, "pgo: predicted step %.3f us (cost model) -> %.3f us (measured task times, "
-                "rescheduled); profiled step (median) %.3f us -> %.3f us, critical path %.3f us "
-                "-> %.3f us; tg %.4f ms/token (mk-pgo)\n", out->predicted_model_ns / 1e3,
+        fprintf(f, "pgo: sync %.0f ns (cost model) -> %.0f ns (measured); predicted step %.3f "
+                "us (cost model) -> %.3f us (measured times, rescheduled); profiled step (median) %.3f us -> %.3f us, critical path %.3f us "
+                "-> %.3f us; tg %.4f ms/token (mk-pgo)\n", out->sync_model_ns, out->sync_pgo_ns,
+                out->predicted_model_ns / 1e3,
                 out->predicted_pgo_ns / 1e3, out->step_model_ns / 1e3, out->step_pgo_ns / 1e3,
                 out->crit_model_ns / 1e3, out->crit_pgo_ns / 1e3, out->st.med);
     }
