@@ -97,7 +97,8 @@ static enum mk_status check_records(struct prof_ctx *c)
             uint64_t sm = r_at(c, s, t, 3);
             if (!w && !r && !e)
                 return mk_error(MK_ERR_ARG, "profile: step %d, task %u (%s): no record (the "
-                                "kernel ran fewer steps than the profile holds?)", s, t, op_of(c->p, t));
+                                "kernel ran fewer steps than the profile holds?)", s, t,
+                                op_of(c->p, t));
             if (r < w || e < r)
                 return mk_error(MK_ERR_ARG, "profile: step %d, task %u (%s): wait %llu, ready "
                                 "%llu, end %llu ns; expected wait <= ready <= end", s, t,
@@ -294,7 +295,8 @@ static void critical_paths(const struct prof_ctx *c, struct mk_profile *pr,
             pr->crit_wait_ns += buf[k].wait_ns / c->steps;
             pr->crit_hops_sm += (buf[k].via == MK_PROF_VIA_SM) / (double)c->steps;
             pr->crit_hops_event += (buf[k].via == MK_PROF_VIA_EVENT) / (double)c->steps;
-            if (buf[k].via == MK_PROF_VIA_EVENT) pr->crit_wait_event_ns += buf[k].wait_ns / c->steps;
+            if (buf[k].via == MK_PROF_VIA_EVENT)
+                pr->crit_wait_event_ns += buf[k].wait_ns / c->steps;
         }
     }
     pr->crit_ns = pr->crit_busy_ns + pr->crit_wait_ns;
@@ -428,8 +430,8 @@ static void summary_ops(const struct mk_profile *pr, FILE *f)
                 o->wait_ns / st / 1e3, o->waited_on_ns / st / 1e3, o->crit_busy_ns / st / 1e3,
                 o->crit_wait_ns / st / 1e3);
     }
-    fprintf(f, "  waits with no producer in the profile (no waits, or before step 0): %.2f us/step\n",
-            pr->wait_unbound_ns / st / 1e3);
+    fprintf(f, "  waits with no producer in the profile (no waits, or before step 0): "
+            "%.2f us/step\n", pr->wait_unbound_ns / st / 1e3);
 }
 
 struct hop_key { double wait; uint32_t k; };

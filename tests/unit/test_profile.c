@@ -302,7 +302,8 @@ static void compiled_plan_simulated(void)
         CHECK_NEAR(ops, work * SIM_STEPS, 1e-6);
         /* a hop (the first of a step included) waits at most one event latency */
         CHECK(pr->crit_wait_ns >= 0);
-        CHECK(pr->crit_wait_ns <= SIM_SYNC_NS * (pr->crit_hops_event + pr->crit_hops_sm + 1) + 1e-6);
+        double hops = pr->crit_hops_event + pr->crit_hops_sm + 1;
+        CHECK(pr->crit_wait_ns <= SIM_SYNC_NS * hops + 1e-6);
         CHECK(pr->crit_hops_event >= 1);
         CHECK_NEAR(pr->crit_wait_event_ns, SIM_SYNC_NS * pr->crit_hops_event, 1e-6);
         /* step 0 starts everywhere at once: its path is its whole wall */
@@ -311,7 +312,8 @@ static void compiled_plan_simulated(void)
         if (p0) {
             CHECK_NEAR(p0->crit_ns, p0->window_ns, 1e-6);
             double sum = 0;
-            for (uint32_t k = 0; k < p0->n_path; k++) sum += p0->path[k].busy_ns + p0->path[k].wait_ns;
+            for (uint32_t k = 0; k < p0->n_path; k++)
+                sum += p0->path[k].busy_ns + p0->path[k].wait_ns;
             CHECK_NEAR(sum, p0->window_ns, 1e-6);
             CHECK(p0->path[0].via == MK_PROF_VIA_START);
             /* a hop through an event waited exactly the latency; one behind its SM at most
@@ -319,7 +321,8 @@ static void compiled_plan_simulated(void)
             for (uint32_t k = 0; k < p0->n_path; k++) {
                 const struct mk_profile_hop *h = &p0->path[k];
                 if (h->via == MK_PROF_VIA_EVENT) CHECK_NEAR(h->wait_ns, SIM_SYNC_NS, 1e-9);
-                else if (h->via == MK_PROF_VIA_SM) CHECK(h->wait_ns >= 0 && h->wait_ns <= SIM_SYNC_NS);
+                else if (h->via == MK_PROF_VIA_SM)
+                    CHECK(h->wait_ns >= 0 && h->wait_ns <= SIM_SYNC_NS);
                 else CHECK_NEAR(h->wait_ns, 0, 1e-9);
                 CHECK_NEAR(h->busy_ns, (double)cost_of(p, h->task), 1e-9);
             }
@@ -372,10 +375,12 @@ static void trace_json(void)
         CHECK(json_integer_value(json_object_get(e, "tid")) == (json_int_t)r[3]);
         if (cat && !strcmp(cat, "wait")) {
             wslices++;
-            CHECK_NEAR(json_number_value(json_object_get(e, "dur")) * 1e3, (double)(r[1] - r[0]), 0.5);
+            double dur = json_number_value(json_object_get(e, "dur")) * 1e3;
+            CHECK_NEAR(dur, (double)(r[1] - r[0]), 0.5);
         } else {
             tasks++;
-            CHECK_NEAR(json_number_value(json_object_get(e, "dur")) * 1e3, (double)(r[2] - r[1]), 0.5);
+            double dur = json_number_value(json_object_get(e, "dur")) * 1e3;
+            CHECK_NEAR(dur, (double)(r[2] - r[1]), 0.5);
             wait_ns += json_number_value(json_object_get(args, "wait_ns"));
         }
     }

@@ -85,8 +85,8 @@ struct bench_pgo {
 
 /* Profile one more generate of req on g (the megakernel of plan p, prompt fed one token
  * per step), write --profile's files, print the summary; with --pgo reschedule p with
- * the measured task times and sync latency, measure the same test on it (its tokens compared with
- * `tokens`, the model plan's) and restore p's programs. */
+ * the measured task times and sync latency, measure the same test on it (its tokens
+ * compared with `tokens`, the model plan's) and restore p's programs. */
 enum mk_status bench_profile_tg(const struct bench_ctx *c, const struct mk_model *m,
                                 struct mk_plan *p, struct mk_gpu *g,
                                 const struct mk_gpu_request *req, int n, int32_t *const *tokens,

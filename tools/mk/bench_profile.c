@@ -10,10 +10,11 @@
  *
  * --pgo: the per-task medians of that profile replace the cost model's task times in
  * mk_plan_schedule, and the mean wait of the critical path's event hops (producer end ->
- * consumer ready) its target.sync_ns; the rescheduled plan runs on a second mk_gpu (the first one stays
- * open: weights twice on the device), the same test is measured ("mk-pgo"), its tokens
- * must equal the model plan's (a schedule moves tasks, it never changes what they
- * compute), and the plan's programs are restored for the tests that follow. */
+ * consumer ready) its target.sync_ns; the rescheduled plan runs on a second mk_gpu (the
+ * first one stays open: weights twice on the device), the same test is measured
+ * ("mk-pgo"), its tokens must equal the model plan's (a schedule moves tasks, it never
+ * changes what they compute), and the plan's programs are restored for the tests that
+ * follow. */
 #include "bench.h"
 #include "mk/plan.h"
 #include "mk/profile.h"
@@ -40,7 +41,8 @@ static enum mk_status write_file(const char *prefix, const char *suffix, const s
     enum mk_status s = MK_OK;
     if (pr) mk_profile_write_summary(p, pr, f);
     else s = mk_profile_write_trace(p, rec, steps, f);
-    if (fclose(f) != 0 && s == MK_OK) s = mk_error(MK_ERR_IO, "bench: --profile: writing %s failed", path);
+    if (fclose(f) != 0 && s == MK_OK)
+        s = mk_error(MK_ERR_IO, "bench: --profile: writing %s failed", path);
     return s;
 }
 
@@ -202,12 +204,13 @@ enum mk_status bench_profile_tg(const struct bench_ctx *c, const struct mk_model
     mk_profile_free(pr);
     if (s == MK_OK && o->pgo) {
         out->measured = true;
-        fprintf(f, "pgo: sync %.0f ns (cost model) -> %.0f ns (measured); predicted step %.3f "
-                "us (cost model) -> %.3f us (measured times, rescheduled); profiled step (median) %.3f us -> %.3f us, critical path %.3f us "
-                "-> %.3f us; tg %.4f ms/token (mk-pgo)\n", out->sync_model_ns, out->sync_pgo_ns,
-                out->predicted_model_ns / 1e3,
-                out->predicted_pgo_ns / 1e3, out->step_model_ns / 1e3, out->step_pgo_ns / 1e3,
-                out->crit_model_ns / 1e3, out->crit_pgo_ns / 1e3, out->st.med);
+        fprintf(f, "pgo: sync %.0f ns (cost model) -> %.0f ns (measured); predicted step "
+                "%.3f us (cost model) -> %.3f us (measured times, rescheduled); profiled step "
+                "(median) %.3f us -> %.3f us, critical path %.3f us -> %.3f us; tg %.4f "
+                "ms/token (mk-pgo)\n", out->sync_model_ns, out->sync_pgo_ns,
+                out->predicted_model_ns / 1e3, out->predicted_pgo_ns / 1e3,
+                out->step_model_ns / 1e3, out->step_pgo_ns / 1e3, out->crit_model_ns / 1e3,
+                out->crit_pgo_ns / 1e3, out->st.med);
     }
     return s;
 }
