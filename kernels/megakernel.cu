@@ -18,14 +18,15 @@
  * well inside the 50 MB L2. */
 enum { MK_PREFETCH_CAP = 96 * 1024 };
 
-/* Prefetch rows [r0, r1) x cols [k0, k1) of weight w (bf16, row-major) into L2; one
- * thread issues it (a bulk prefetch per contiguous range). */
-__device__ void mk_prefetch_rows(const struct mk_gpu_args &a, uint32_t w, uint32_t r0,
-                                 uint32_t r1, uint32_t k0, uint32_t k1)
+/* Prefetch rows [r0, r1) x cols [k0, k1) of weight i of a task (its resolved table entry
+ * in tb; bf16, row-major) into L2; one thread issues it (a bulk prefetch per contiguous
+ * range). */
+__device__ void mk_prefetch_rows(const struct mk_gpu_args &a, const struct mk_task_tables &tb,
+                                 int i, uint32_t r0, uint32_t r1, uint32_t k0, uint32_t k1)
 {
-    if (w == MK_NONE || r1 <= r0 || k1 <= k0) return;
-    const uint16_t *W = mk_weight(a, w);
-    uint32_t cols = a.w_cols[w];
+    if (tb.wid[i] == MK_NONE || r1 <= r0 || k1 <= k0) return;
+    const uint16_t *W = reinterpret_cast<const uint16_t *>(a.weights + tb.w_off[i]);
+    uint32_t cols = tb.w_cols[i];
     if (k0 == 0 && k1 == cols) {
         uint64_t bytes = (uint64_t)(r1 - r0) * cols * 2;
         bytes = min(bytes, (uint64_t)MK_PREFETCH_CAP) & ~(uint64_t)15;
@@ -34,40 +35,42 @@ __device__ void mk_prefetch_rows(const struct mk_gpu_args &a, uint32_t w, uint32
     }
     uint32_t row_bytes = ((k1 - k0) * 2) & ~15u;
     uint32_t nrows = row_bytes ? min(r1 - r0, MK_PREFETCH_CAP / row_bytes) : 0;
-    for (uint32_t i = 0; i < nrows; i++)
-        mk_prefetch_l2(W + (size_t)(r0 + i) * cols + k0, row_bytes);
+    for (uint32_t j = 0; j < nrows; j++)
+        mk_prefetch_l2(W + (size_t)(r0 + j) * cols + k0, row_bytes);
 }
 
-__device__ void mk_prefetch_task(const struct mk_gpu_args &a, const struct mk_task &t)
+__device__ void mk_prefetch_task(const struct mk_gpu_args &a, const struct mk_task &t,
+                                 const struct mk_task_tables &tb)
 {
     switch (t.op) {
     case MK_TASK_NORM_LINEAR:
     case MK_TASK_LINEAR_RESIDUAL:
-        mk_prefetch_rows(a, t.w1, t.r0, t.r1, t.k0, t.k1);
+        mk_prefetch_rows(a, tb, 1, t.r0, t.r1, t.k0, t.k1);
         break;
     case MK_TASK_NORM_GATE_UP:
-        mk_prefetch_rows(a, t.w1, t.r0, t.r1, t.k0, t.k1);
-        mk_prefetch_rows(a, t.w2, t.r0, t.r1, t.k0, t.k1);
+        mk_prefetch_rows(a, tb, 1, t.r0, t.r1, t.k0, t.k1);
+        mk_prefetch_rows(a, tb, 2, t.r0, t.r1, t.k0, t.k1);
         break;
     case MK_TASK_LOGITS:
-        mk_prefetch_rows(a, t.w1, t.r0, t.r1, 0, a.w_cols[t.w1]);
+        mk_prefetch_rows(a, tb, 1, t.r0, t.r1, 0, tb.w_cols[1]);
         break;
     default:
         break;
     }
 }
 
-/* Thread 0 or 32: put the descriptor of stream task `seq` (program entry seq % n) and its
- * ring chunks in window slot seq % MK_RING_WINDOW; a task that does not take the ring
- * gets its weights prefetched into L2 instead. */
+/* Thread 0 or 32: put the descriptor of stream task `seq` (program entry seq % n), its
+ * resolved table entries and its ring chunks in window slot seq % MK_RING_WINDOW; a task
+ * that does not take the ring gets its weights prefetched into L2 instead. */
 template <int NB>
 __device__ void mk_fetch_window(const struct mk_gpu_args &a, uint32_t p0, uint32_t n, uint32_t seq,
                                 struct mk_smem_misc *m)
 {
     const uint32_t slot = seq % MK_RING_WINDOW;
     mk_fetch_info(a, a.prog_tasks[p0 + seq % n], &m->info[slot]);
-    m->geom[slot] = mk_ring_geometry<NB>(a, m->info[slot].t);
-    if (m->geom[slot].chunks == 0) mk_prefetch_task(a, m->info[slot].t);
+    mk_tables_fetch(a, m->info[slot].t, &m->tabs[slot]);
+    m->geom[slot] = mk_ring_geometry<NB>(a, m->info[slot].t, m->tabs[slot]);
+    if (m->geom[slot].chunks == 0) mk_prefetch_task(a, m->info[slot].t, m->tabs[slot]);
 }
 
 template <int NB>
@@ -86,6 +89,7 @@ mk_megakernel(const __grid_constant__ struct mk_gpu_args a)
     if (p0 >= p1) return;
     const uint32_t n = p1 - p0;
     if (threadIdx.x == 0) {
+        m->cur = 0;
         for (uint32_t j = 0; j + 1 < MK_RING_WINDOW; j++) mk_fetch_window<NB>(a, p0, n, j, m);
         mk_ring_init(m, (uint32_t)a.max_steps * n);
     }
@@ -104,6 +108,7 @@ mk_megakernel(const __grid_constant__ struct mk_gpu_args a)
             if (threadIdx.x == 32) /* warp 1: the descriptor MK_RING_WINDOW - 1 tasks ahead */
                 mk_fetch_window<NB>(a, p0, n, k + MK_RING_WINDOW - 1, m);
             if (threadIdx.x == 0) { /* weights of this and the next tasks stream meanwhile */
+                m->cur = k % MK_RING_WINDOW;
                 m->ring.win_hi = k + MK_RING_WINDOW - 2;
                 mk_ring_pump(a, smem);
             }

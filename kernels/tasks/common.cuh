@@ -18,21 +18,33 @@
 
 enum { MK_SMEM_MISC = MK_GPU_SMEM_MISC, MK_WARPS = MK_GPU_THREADS / 32, MK_RING_WINDOW = 4 };
 
-/* The weight-ring chunks of one task (kernels/tasks/ring.cuh): chunks = per_mat per
- * weight matrix (two for NORM_GATE_UP), each rows_per whole rows of cols, or (rows_per 0)
- * one of `slices` slices of a row; chunks == 0: the task does not use the ring. */
+/* The weight-ring chunks of one task (kernels/tasks/ring.cuh): nmat weight matrices
+ * (two for NORM_GATE_UP), each the contiguous mat_bytes from src[i] (rows of row_bytes),
+ * cut into per_mat chunks; chunks == 0: the task does not use the ring. */
 struct mk_ring_geom {
-    uint32_t chunks, per_mat, rows_per, slices;
-    uint32_t cols, r0, nrows, pad;
-    uint64_t w_off[2];
+    uint32_t chunks, per_mat, nmat, row_bytes;
+    uint32_t mat_bytes, pad;
+    const char *src[2];
+};
+
+/* The plan-table entries a task reads (its weights' offsets and shapes, its buffers'
+ * offsets and sizes), resolved from global memory by the thread that fetches the task's
+ * descriptor ahead of time, so that the task itself finds them in shared memory instead
+ * of paying L2 round trips after its waits (mk_tab_*). */
+struct mk_task_tables {
+    uint32_t wid[3], bid[4];      /* t.w0..w2, t.in0, in1, out, aux (MK_NONE: unused) */
+    uint32_t w_rows[3], w_cols[3];
+    uint64_t w_off[3];
+    uint64_t b_off[4], b_bytes[4];
 };
 
 /* The ring's stream counters (thread 0 writes them): chunks issued and released so far,
- * the producer's cursor (task seq, chunk in it), the last task seq whose descriptor the
- * producer may read, and the first task seq it must not load (the launch's end). */
+ * the producer's cursor (task seq, matrix, byte offset in it), the last task seq whose
+ * descriptor the producer may read, and the first task seq it must not load (the
+ * launch's end). */
 struct mk_ring_state {
     uint32_t issued, released;
-    uint32_t cur_seq, cur_chunk;
+    uint32_t cur_seq, cur_mat, cur_off;
     uint32_t win_hi, seq_end;
 };
 
@@ -51,10 +63,94 @@ struct mk_smem_misc {
      * (task k of the stream in slot k % MK_RING_WINDOW), with their weight-ring chunks. */
     struct mk_task_info info[MK_RING_WINDOW];
     struct mk_ring_geom geom[MK_RING_WINDOW];
+    struct mk_task_tables tabs[MK_RING_WINDOW];
+    uint32_t cur;                 /* window slot of the running task (its tabs) */
     uint64_t ring_full[MK_GPU_RING_STAGES]; /* mbarriers: slot's bulk copy landed */
     struct mk_ring_state ring;
 };
 static_assert(sizeof(struct mk_smem_misc) <= MK_SMEM_MISC, "misc area too small");
+
+static __device__ __forceinline__ struct mk_smem_misc *mk_misc(char *smem)
+{
+    return reinterpret_cast<struct mk_smem_misc *>(smem);
+}
+
+/* Fill tb with task t's table entries (global reads: the descriptor-fetching thread). */
+static __device__ __forceinline__ void mk_tables_fetch(const struct mk_gpu_args &a,
+                                                       const struct mk_task &t,
+                                                       struct mk_task_tables *tb)
+{
+    const uint32_t w[3] = {t.w0, t.w1, t.w2}, b[4] = {t.in0, t.in1, t.out, t.aux};
+#pragma unroll
+    for (int i = 0; i < 3; i++) {
+        tb->wid[i] = w[i];
+        const bool ok = w[i] != MK_NONE;
+        tb->w_off[i] = ok ? a.w_off[w[i]] : 0;
+        tb->w_rows[i] = ok ? a.w_rows[w[i]] : 0;
+        tb->w_cols[i] = ok ? a.w_cols[w[i]] : 0;
+    }
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        tb->bid[i] = b[i];
+        const bool ok = b[i] != MK_NONE;
+        tb->b_off[i] = ok ? a.buf_off[b[i]] : 0;
+        tb->b_bytes[i] = ok ? a.buf_bytes[b[i]] : 0;
+    }
+}
+
+/* The running task's resolved entries (misc->cur), falling back to the global tables for
+ * an id the task does not name. */
+static __device__ __forceinline__ const struct mk_task_tables *mk_tabs_cur(void)
+{
+    extern __shared__ __align__(16) char mk_dyn_smem[];
+    const struct mk_smem_misc *m = reinterpret_cast<const struct mk_smem_misc *>(mk_dyn_smem);
+    return &m->tabs[m->cur];
+}
+
+static __device__ __forceinline__ uint64_t mk_tab_w_off(const struct mk_gpu_args &a, uint32_t w)
+{
+    const struct mk_task_tables *tb = mk_tabs_cur();
+#pragma unroll
+    for (int i = 0; i < 3; i++)
+        if (tb->wid[i] == w) return tb->w_off[i];
+    return a.w_off[w];
+}
+
+static __device__ __forceinline__ uint32_t mk_tab_w_rows(const struct mk_gpu_args &a, uint32_t w)
+{
+    const struct mk_task_tables *tb = mk_tabs_cur();
+#pragma unroll
+    for (int i = 0; i < 3; i++)
+        if (tb->wid[i] == w) return tb->w_rows[i];
+    return a.w_rows[w];
+}
+
+static __device__ __forceinline__ uint32_t mk_tab_w_cols(const struct mk_gpu_args &a, uint32_t w)
+{
+    const struct mk_task_tables *tb = mk_tabs_cur();
+#pragma unroll
+    for (int i = 0; i < 3; i++)
+        if (tb->wid[i] == w) return tb->w_cols[i];
+    return a.w_cols[w];
+}
+
+static __device__ __forceinline__ uint64_t mk_tab_b_off(const struct mk_gpu_args &a, uint32_t b)
+{
+    const struct mk_task_tables *tb = mk_tabs_cur();
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+        if (tb->bid[i] == b) return tb->b_off[i];
+    return a.buf_off[b];
+}
+
+static __device__ __forceinline__ uint64_t mk_tab_b_bytes(const struct mk_gpu_args &a, uint32_t b)
+{
+    const struct mk_task_tables *tb = mk_tabs_cur();
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+        if (tb->bid[i] == b) return tb->b_bytes[i];
+    return a.buf_bytes[b];
+}
 
 /* An activation operand: base pointer, row width N, batch B, P partials. */
 struct mk_act {
@@ -68,11 +164,11 @@ static __device__ __forceinline__ struct mk_act mk_act_of(const struct mk_gpu_ar
                                                    uint32_t n)
 {
     struct mk_act x;
-    x.p = reinterpret_cast<const float *>(a.arena + a.buf_off[buf]);
+    x.p = reinterpret_cast<const float *>(a.arena + mk_tab_b_off(a, buf));
     x.n = n;
     x.batch = (uint32_t)a.batch;
     uint64_t one = (uint64_t)a.batch * n * 4u;
-    uint64_t parts = one ? a.buf_bytes[buf] / one : 1;
+    uint64_t parts = one ? mk_tab_b_bytes(a, buf) / one : 1;
     x.parts = parts ? (uint32_t)parts : 1u;
     return x;
 }
@@ -88,12 +184,12 @@ static __device__ __forceinline__ float mk_act_get(const struct mk_act &x, uint3
 
 static __device__ __forceinline__ float *mk_buf(const struct mk_gpu_args &a, uint32_t buf)
 {
-    return reinterpret_cast<float *>(a.arena + a.buf_off[buf]);
+    return reinterpret_cast<float *>(a.arena + mk_tab_b_off(a, buf));
 }
 
 static __device__ __forceinline__ const uint16_t *mk_weight(const struct mk_gpu_args &a, uint32_t w)
 {
-    return reinterpret_cast<const uint16_t *>(a.weights + a.w_off[w]);
+    return reinterpret_cast<const uint16_t *>(a.weights + mk_tab_w_off(a, w));
 }
 
 static __device__ __forceinline__ float mk_bf16f(uint16_t v)
@@ -142,10 +238,6 @@ static __device__ __forceinline__ float mk_warp_max(float v)
     return v;
 }
 
-static __device__ __forceinline__ struct mk_smem_misc *mk_misc(char *smem)
-{
-    return reinterpret_cast<struct mk_smem_misc *>(smem);
-}
 
 /* rstd[b] = 1 / sqrt(mean_k x[b, k]^2 + eps) for b < B, over the whole row (n elements),
  * into misc->rstd. Fixed order: per-thread strided sums, warp tree, warps in order. */

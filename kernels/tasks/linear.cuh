@@ -184,7 +184,7 @@ static __device__ void mk_gemv_task(const struct mk_gpu_args &a, const struct mk
                                     const uint16_t *W2, uint32_t cols, uint32_t k0, uint32_t k1,
                                     char *smem, float **res, float **res2)
 {
-    const struct mk_ring_geom g = mk_ring_geometry<NB>(a, t);
+    const struct mk_ring_geom g = mk_ring_geometry<NB>(a, t, *mk_tabs_cur());
     if (g.chunks)
         mk_gemv_ring<NB>(a, t, g, src.in, src.norm_w, smem, res, res2);
     else
@@ -205,7 +205,7 @@ static __device__ void mk_task_norm_linear(const struct mk_gpu_args &a, const st
                                     char *smem)
 {
     const uint16_t *W = mk_weight(a, t.w1);
-    uint32_t rows = a.w_rows[t.w1], cols = a.w_cols[t.w1];
+    uint32_t rows = mk_tab_w_rows(a, t.w1), cols = mk_tab_w_cols(a, t.w1);
     struct mk_xsrc src = {mk_act_of(a, t.in0, cols), t.w0 != MK_NONE ? mk_weight(a, t.w0) : nullptr};
     float *res, *res2;
     mk_gemv_task<NB, false>(a, t, src, W, nullptr, cols, t.k0, t.k1, smem, &res, &res2);
@@ -225,7 +225,7 @@ static __device__ void mk_task_linear_residual(const struct mk_gpu_args &a, cons
                                         char *smem)
 {
     const uint16_t *W = mk_weight(a, t.w1);
-    uint32_t rows = a.w_rows[t.w1], cols = a.w_cols[t.w1];
+    uint32_t rows = mk_tab_w_rows(a, t.w1), cols = mk_tab_w_cols(a, t.w1);
     struct mk_xsrc src = {mk_act_of(a, t.in0, cols), nullptr};
     float *res, *res2;
     mk_gemv_task<NB, false>(a, t, src, W, nullptr, cols, t.k0, t.k1, smem, &res, &res2);
@@ -245,7 +245,7 @@ static __device__ void mk_task_norm_gate_up(const struct mk_gpu_args &a, const s
                                      char *smem)
 {
     const uint16_t *Wg = mk_weight(a, t.w1), *Wu = mk_weight(a, t.w2);
-    uint32_t rows = a.w_rows[t.w1], cols = a.w_cols[t.w1];
+    uint32_t rows = mk_tab_w_rows(a, t.w1), cols = mk_tab_w_cols(a, t.w1);
     struct mk_xsrc src = {mk_act_of(a, t.in0, cols), t.w0 != MK_NONE ? mk_weight(a, t.w0) : nullptr};
     float *g, *u;
     mk_gemv_task<NB, true>(a, t, src, Wg, Wu, cols, t.k0, t.k1, smem, &g, &u);
@@ -266,7 +266,7 @@ static __device__ void mk_task_logits(const struct mk_gpu_args &a, const struct 
 {
     struct mk_smem_misc *m = mk_misc(smem);
     const uint16_t *W = mk_weight(a, t.w1);
-    uint32_t rows = a.w_rows[t.w1], cols = a.w_cols[t.w1];
+    uint32_t rows = mk_tab_w_rows(a, t.w1), cols = mk_tab_w_cols(a, t.w1);
     struct mk_xsrc src = {mk_act_of(a, t.in0, cols), t.w0 != MK_NONE ? mk_weight(a, t.w0) : nullptr};
     float *res, *res2;
     mk_gemv_task<NB, false>(a, t, src, W, nullptr, cols, 0, cols, smem, &res, &res2);
@@ -304,7 +304,7 @@ static __device__ void mk_task_logits(const struct mk_gpu_args &a, const struct 
             if (v > best || (v == best && i < bi)) { best = v; bi = i; }
         }
         if (bi == 0x7fffffff) bi = (int)t.r0; /* every logit NaN: keep a valid id */
-        char *aux = a.arena + a.buf_off[t.aux] + ((size_t)t.split * a.batch + b) * 8;
+        char *aux = a.arena + mk_tab_b_off(a, t.aux) + ((size_t)t.split * a.batch + b) * 8;
         reinterpret_cast<float *>(aux)[0] = best;
         reinterpret_cast<int *>(aux)[1] = bi;
     }

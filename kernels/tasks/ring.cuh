@@ -17,12 +17,14 @@
  * released and may refill it. Producer and consumer derive the chunks from the same
  * function of the task (mk_ring_geometry), so they agree by construction.
  *
- * A chunk is whole rows of one weight matrix when a row fits a slot, else a slice of one
- * row (MK_RING_STAGE / 2 elements, the last slice shorter); either way one contiguous
- * range of the row-major weight. A ring task's K is a multiple of 512, so each warp's 64
- * 16-byte vectors of a chunk lie in one row: warp w reduces vectors [64 w, 64 w + 64) to one
- * partial per batch row, and after the CTA barrier one thread per (row, b) sums that row's
- * warp partials in warp order into res (fixed order: bit-identical reruns).
+ * A task's rows [r0, r1) of a row-major weight are one contiguous byte range; its chunks
+ * are that range cut into MK_RING_STAGE pieces (the last one shorter), matrix after
+ * matrix (two for NORM_GATE_UP). A ring task's K is a multiple of 1024, so rows start at
+ * multiples of 2 KiB and each warp's 2 KiB segment of a chunk (128 16-byte vectors) lies in
+ * one row: warp w reduces segment w to one partial per batch row, and after the CTA
+ * barrier one thread per (row, b) sums that row's warp partials in warp order into res,
+ * storing at the chunk that holds the row's first segment (fixed order: bit-identical
+ * reruns).
  *
  * Activations are in shared memory fp32 in a lane-interleaved order (mk_xs_pos) so that
  * each lane's 8 activations of its weight vector are two conflict-free 16-byte reads.
@@ -38,7 +40,10 @@ enum {
     MK_RING_STAGE = MK_GPU_RING_STAGE,
     MK_RING_BYTES = MK_RING_STAGES * MK_RING_STAGE,
     MK_RING_MAX_NB = 4,
+    MK_RING_SEG = 2048,                          /* bytes of a chunk per warp */
+    MK_RING_SEGS = MK_RING_STAGE / MK_RING_SEG,  /* segments per chunk (<= warps) */
 };
+static_assert((int)MK_RING_SEGS <= (int)MK_WARPS, "a warp per segment of a chunk");
 
 /* ---- mbarrier and bulk-copy primitives (PTX ISA 8.0, sm_90) ------------------------ */
 
@@ -111,67 +116,35 @@ static __device__ __forceinline__ size_t mk_work_bytes(const struct mk_gpu_args 
     return (size_t)a.smem_bytes - MK_SMEM_MISC - MK_RING_BYTES;
 }
 
-/* The chunks of task t: 0 when it does not take the ring. */
+/* The chunks of task t (chunks == 0: it does not take the ring), from its resolved
+ * table entries tb (no global reads: the producer and the consumer compute the same). */
 template <int NB>
 static __device__ struct mk_ring_geom mk_ring_geometry(const struct mk_gpu_args &a,
-                                                       const struct mk_task &t)
+                                                       const struct mk_task &t,
+                                                       const struct mk_task_tables &tb)
 {
     struct mk_ring_geom g = {};
     if (NB > MK_RING_MAX_NB || !mk_is_linear(t.op)) return g;
-    const uint32_t cols = a.w_cols[t.w1], nrows = t.r1 - t.r0;
+    const uint32_t cols = tb.w_cols[1], nrows = t.r1 - t.r0;
     const bool full = t.op == MK_TASK_LOGITS || t.op == MK_TASK_NORM_GATE_UP ||
                       (t.k0 == 0 && t.k1 == cols);
     const bool dual = t.op == MK_TASK_NORM_GATE_UP;
-    if (!full || cols % 512 != 0 || nrows == 0) return g;
+    if (!full || cols % 1024 != 0 || nrows == 0) return g;
     const uint64_t one = (uint64_t)a.batch * cols * 4u;
-    if (a.buf_bytes[t.in0] != one) return g; /* K-split partials: the direct path sums them */
-    if (t.w0 != MK_NONE && t.op != MK_TASK_LINEAR_RESIDUAL && a.w_off[t.w0] % 16 != 0) return g;
-    const uint64_t w1 = a.w_off[t.w1], w2 = dual ? a.w_off[t.w2] : 0;
+    if (tb.b_bytes[0] != one) return g; /* K-split partials: the direct path sums them */
+    if (t.w0 != MK_NONE && t.op != MK_TASK_LINEAR_RESIDUAL && tb.w_off[0] % 16 != 0) return g;
+    const uint64_t w1 = tb.w_off[1], w2 = dual ? tb.w_off[2] : 0;
     if (w1 % 16 != 0 || w2 % 16 != 0) return g;
     size_t need = (mk_ring_res_floats(nrows, NB, dual) + (size_t)NB * cols + 2 * MK_WARPS * NB) * 4;
     if (need > mk_work_bytes(a)) return g;
-    const uint32_t row_bytes = cols * 2;
-    if (row_bytes <= MK_RING_STAGE) {
-        g.rows_per = MK_RING_STAGE / row_bytes;
-        g.per_mat = (nrows + g.rows_per - 1) / g.rows_per;
-    } else {
-        g.slices = (row_bytes + MK_RING_STAGE - 1) / MK_RING_STAGE;
-        g.per_mat = nrows * g.slices;
-    }
-    g.chunks = g.per_mat * (dual ? 2 : 1);
-    g.cols = cols;
-    g.r0 = t.r0;
-    g.nrows = nrows;
-    g.w_off[0] = w1;
-    g.w_off[1] = w2;
+    g.row_bytes = cols * 2;
+    g.mat_bytes = nrows * g.row_bytes;
+    g.per_mat = (g.mat_bytes + MK_RING_STAGE - 1) / MK_RING_STAGE;
+    g.nmat = dual ? 2 : 1;
+    g.chunks = g.per_mat * g.nmat;
+    g.src[0] = a.weights + w1 + (size_t)t.r0 * g.row_bytes;
+    g.src[1] = dual ? a.weights + w2 + (size_t)t.r0 * g.row_bytes : nullptr;
     return g;
-}
-
-/* Chunk c of a task: weight matrix `mat`, rows [row, row + n_rows) (relative to r0),
- * columns [k, k + klen). */
-struct mk_ring_chunk {
-    uint32_t mat, row, n_rows, k, klen;
-};
-
-static __device__ __forceinline__ struct mk_ring_chunk mk_ring_chunk_of(const struct mk_ring_geom &g,
-                                                                        uint32_t c)
-{
-    struct mk_ring_chunk ch;
-    ch.mat = c / g.per_mat;
-    uint32_t cc = c % g.per_mat;
-    if (g.rows_per) {
-        ch.row = cc * g.rows_per;
-        ch.n_rows = min(g.rows_per, g.nrows - ch.row);
-        ch.k = 0;
-        ch.klen = g.cols;
-    } else {
-        const uint32_t slice = MK_RING_STAGE / 2;
-        ch.row = cc / g.slices;
-        ch.n_rows = 1;
-        ch.k = (cc % g.slices) * slice;
-        ch.klen = min(slice, g.cols - ch.k);
-    }
-    return ch;
 }
 
 /* ---- producer ------------------------------------------------------------------------ */
@@ -188,26 +161,34 @@ static __device__ void mk_ring_pump(const struct mk_gpu_args &a, char *smem)
     struct mk_smem_misc *m = mk_misc(smem);
     struct mk_ring_state *r = &m->ring;
     char *base = mk_ring_base(a, smem);
-    while (r->issued - r->released < MK_RING_STAGES) {
-        if (r->cur_seq > r->win_hi || r->cur_seq >= r->seq_end) return;
-        const struct mk_ring_geom *g = &m->geom[r->cur_seq % MK_RING_WINDOW];
-        if (r->cur_chunk >= g->chunks) { /* a task without (more) chunks: next task */
-            r->cur_seq++;
-            r->cur_chunk = 0;
+    uint32_t issued = r->issued, seq = r->cur_seq, mat = r->cur_mat, off = r->cur_off;
+    const uint32_t limit = min(r->win_hi + 1, r->seq_end), released = r->released;
+    while (issued - released < MK_RING_STAGES && seq < limit) {
+        const struct mk_ring_geom *g = &m->geom[seq % MK_RING_WINDOW];
+        if (mat >= g->nmat) { /* a task without (more) chunks: the next task */
+            seq++;
+            mat = off = 0;
             continue;
         }
-        const struct mk_ring_chunk ch = mk_ring_chunk_of(*g, r->cur_chunk);
-        const char *src = a.weights + g->w_off[ch.mat] +
-                          ((size_t)(g->r0 + ch.row) * g->cols + ch.k) * 2;
-        const uint32_t bytes = ch.n_rows * ch.klen * 2, slot = r->issued % MK_RING_STAGES;
+        const uint32_t bytes = min((uint32_t)MK_RING_STAGE, g->mat_bytes - off);
+        const uint32_t slot = issued % MK_RING_STAGES;
         mk_mbar_expect_tx(&m->ring_full[slot], bytes);
-        mk_bulk_load(base + (size_t)slot * MK_RING_STAGE, src, bytes, &m->ring_full[slot]);
-        r->issued++;
-        if (++r->cur_chunk >= g->chunks) { /* advance now: this descriptor may be refilled */
-            r->cur_seq++;
-            r->cur_chunk = 0;
+        mk_bulk_load(base + (size_t)slot * MK_RING_STAGE, g->src[mat] + off, bytes,
+                     &m->ring_full[slot]);
+        issued++;
+        off += bytes;
+        if (off >= g->mat_bytes) { /* advance now: this descriptor may be refilled */
+            off = 0;
+            if (++mat >= g->nmat) {
+                seq++;
+                mat = 0;
+            }
         }
     }
+    r->issued = issued;
+    r->cur_seq = seq;
+    r->cur_mat = mat;
+    r->cur_off = off;
 }
 
 /* Thread 0 only: initialise the barriers and an empty stream starting at task seq 0. */
@@ -216,7 +197,7 @@ static __device__ void mk_ring_init(struct mk_smem_misc *m, uint32_t seq_end)
     for (int i = 0; i < MK_RING_STAGES; i++) mk_mbar_init(&m->ring_full[i], 1);
     mk_mbar_fence_init();
     m->ring.issued = m->ring.released = 0;
-    m->ring.cur_seq = m->ring.cur_chunk = 0;
+    m->ring.cur_seq = m->ring.cur_mat = m->ring.cur_off = 0;
     m->ring.win_hi = 0;
     m->ring.seq_end = seq_end;
 }
@@ -229,14 +210,16 @@ static __device__ void mk_ring_drain(struct mk_smem_misc *m)
 }
 
 /* A CTA that runs ONE task (the per-op baseline, the per-task tests): task t is stream
- * task 0, its chunks are issued now. Whole CTA. */
+ * task 0 (window slot 0, its tables resolved), its chunks are issued now. Whole CTA. */
 template <int NB>
 static __device__ void mk_ring_standalone(const struct mk_gpu_args &a, const struct mk_task &t,
                                           char *smem)
 {
     struct mk_smem_misc *m = mk_misc(smem);
     if (threadIdx.x == 0) {
-        m->geom[0] = mk_ring_geometry<NB>(a, t);
+        m->cur = 0;
+        mk_tables_fetch(a, t, &m->tabs[0]);
+        m->geom[0] = mk_ring_geometry<NB>(a, t, m->tabs[0]);
         mk_ring_init(m, 1);
         mk_ring_pump(a, smem);
     }
@@ -296,71 +279,78 @@ static __device__ __forceinline__ uint4 mk_lds16(const void *p)
  * `in` (normalized with norm_w when given). Whole CTA; ends with a barrier. */
 template <int NB>
 static __device__ void mk_gemv_ring(const struct mk_gpu_args &a, const struct mk_task &t,
-                                    const struct mk_ring_geom &g, const struct mk_act &in,
+                                    const struct mk_ring_geom &geom, const struct mk_act &in,
                                     const uint16_t *norm_w, char *smem, float **res_out,
                                     float **res2_out)
 {
     struct mk_smem_misc *m = mk_misc(smem);
     const bool dual = t.op == MK_TASK_NORM_GATE_UP;
-    const uint32_t cols = g.cols;
+    const uint32_t row_bytes = geom.row_bytes, mat_bytes = geom.mat_bytes, nmat = geom.nmat;
+    const uint32_t cols = row_bytes / 2, nrows = mat_bytes / row_bytes;
     float *res = reinterpret_cast<float *>(smem + MK_SMEM_MISC);
-    float *res2 = res + (size_t)g.nrows * NB;
-    float *xs = res + mk_ring_res_floats(g.nrows, NB, dual);
+    float *res2 = res + (size_t)nrows * NB;
+    float *xs = res + mk_ring_res_floats(nrows, NB, dual);
     float *part = xs + (size_t)NB * cols; /* [2][MK_WARPS][NB] */
     *res_out = res;
     *res2_out = res2;
     const char *ring = mk_ring_base(a, smem);
-    const uint32_t first = m->ring.released; /* stream number of chunk 0 of this task */
+    uint32_t n = m->ring.released; /* stream number of this task's first chunk */
     mk_ring_load_row<NB>(a, in, norm_w, cols, xs, m);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    for (uint32_t c = 0; c < g.chunks; c++) {
-        const struct mk_ring_chunk ch = mk_ring_chunk_of(g, c);
-        const uint32_t n = first + c, slot = n % MK_RING_STAGES;
-        const uint32_t vpr = ch.klen / 8, nvec = ch.n_rows * vpr, v0 = (uint32_t)warp * 64;
-        float *pb = part + (c & 1) * MK_WARPS * NB;
-        mk_mbar_wait(&m->ring_full[slot], (n / MK_RING_STAGES) & 1);
-        if (v0 < nvec) {
-            const uint16_t *cw = reinterpret_cast<const uint16_t *>(ring + (size_t)slot * MK_RING_STAGE);
-            const uint32_t k0 = ch.k + (v0 % vpr) * 8; /* 512-aligned: a whole xs group pair */
-            float acc[NB];
+    uint32_t par = 0;
+    for (uint32_t mat = 0; mat < nmat; mat++) {
+        float *dst = mat ? res2 : res;
+        for (uint32_t off = 0; off < mat_bytes; off += MK_RING_STAGE, n++, par ^= 1) {
+            const uint32_t bytes = min((uint32_t)MK_RING_STAGE, mat_bytes - off);
+            const uint32_t slot = n % MK_RING_STAGES, seg = off + (uint32_t)warp * MK_RING_SEG;
+            float *pb = part + par * MK_WARPS * NB;
+            mk_mbar_wait(&m->ring_full[slot], (n / MK_RING_STAGES) & 1);
+            if (seg < off + bytes) {
+                const char *cw = ring + (size_t)slot * MK_RING_STAGE + (size_t)warp * MK_RING_SEG;
+                const uint32_t k0 = (seg % row_bytes) / 2; /* a multiple of 1024 */
+                float acc[NB];
 #pragma unroll
-            for (int b = 0; b < NB; b++) acc[b] = 0.0f;
+                for (int b = 0; b < NB; b++) acc[b] = 0.0f;
 #pragma unroll
-            for (int j = 0; j < 2; j++) {
-                float f[8];
-                mk_unpack8(mk_lds16(cw + (size_t)(v0 + j * 32 + lane) * 8), f);
-                const uint32_t xg = k0 + j * 256; /* this 32-vector group's 256 elements */
+                for (int j = 0; j < MK_RING_SEG / 512; j++) {
+                    float f[8];
+                    mk_unpack8(mk_lds16(cw + (size_t)(j * 32 + lane) * 16), f);
+                    const uint32_t xg = k0 + j * 256; /* this 32-vector group's 256 elements */
+#pragma unroll
+                    for (int b = 0; b < NB; b++) {
+                        const float *xb = xs + (size_t)b * cols + xg + lane * 4;
+                        float4 x0 = *reinterpret_cast<const float4 *>(xb);
+                        float4 x1 = *reinterpret_cast<const float4 *>(xb + 128);
+                        float s = acc[b];
+                        s = fmaf(f[0], x0.x, s); s = fmaf(f[1], x0.y, s);
+                        s = fmaf(f[2], x0.z, s); s = fmaf(f[3], x0.w, s);
+                        s = fmaf(f[4], x1.x, s); s = fmaf(f[5], x1.y, s);
+                        s = fmaf(f[6], x1.z, s); s = fmaf(f[7], x1.w, s);
+                        acc[b] = s;
+                    }
+                }
 #pragma unroll
                 for (int b = 0; b < NB; b++) {
-                    const float *xb = xs + (size_t)b * cols + xg + lane * 4;
-                    float4 x0 = *reinterpret_cast<const float4 *>(xb);
-                    float4 x1 = *reinterpret_cast<const float4 *>(xb + 128);
-                    float s = acc[b];
-                    s = fmaf(f[0], x0.x, s); s = fmaf(f[1], x0.y, s);
-                    s = fmaf(f[2], x0.z, s); s = fmaf(f[3], x0.w, s);
-                    s = fmaf(f[4], x1.x, s); s = fmaf(f[5], x1.y, s);
-                    s = fmaf(f[6], x1.z, s); s = fmaf(f[7], x1.w, s);
-                    acc[b] = s;
+                    float s = mk_warp_sum(acc[b]);
+                    if (lane == 0) pb[warp * NB + b] = s;
                 }
             }
-#pragma unroll
-            for (int b = 0; b < NB; b++) {
-                float s = mk_warp_sum(acc[b]);
-                if (lane == 0) pb[warp * NB + b] = s;
+            __syncthreads(); /* slot read, partials written */
+            if (threadIdx.x == 0) {
+                m->ring.released = n + 1;
+                mk_ring_pump(a, smem);
             }
-        }
-        __syncthreads(); /* slot read, partials written */
-        if (threadIdx.x == 0) {
-            m->ring.released++;
-            mk_ring_pump(a, smem);
-        }
-        const uint32_t wpr = vpr / 64; /* warps per row of this chunk */
-        if (threadIdx.x < ch.n_rows * NB) {
-            const uint32_t i = threadIdx.x / NB, b = threadIdx.x % NB;
-            float s = 0.0f;
-            for (uint32_t w = i * wpr; w < (i + 1) * wpr; w++) s += pb[w * NB + b];
-            float *dst = (ch.mat ? res2 : res) + (size_t)(ch.row + i) * NB + b;
-            *dst = ch.k == 0 ? s : *dst + s;
+            /* rows [ra, rb) meet this chunk; thread (i, b) sums row ra + i's segments */
+            const uint32_t ra = off / row_bytes, rb = (off + bytes - 1) / row_bytes + 1;
+            if (threadIdx.x < (rb - ra) * NB) {
+                const uint32_t r = ra + threadIdx.x / NB, b = threadIdx.x % NB;
+                const uint32_t lo = max(r * row_bytes, off), hi = min((r + 1) * row_bytes, off + bytes);
+                float s = 0.0f;
+                for (uint32_t w = (lo - off) / MK_RING_SEG; w < (hi - off) / MK_RING_SEG; w++)
+                    s += pb[w * NB + b];
+                float *d = dst + (size_t)r * NB + b;
+                *d = lo == r * row_bytes ? s : *d + s;
+            }
         }
     }
     __syncthreads();

@@ -22,7 +22,7 @@
 static __device__ void mk_task_embed(const struct mk_gpu_args &a, const struct mk_task &t)
 {
     const uint16_t *E = mk_weight(a, t.w0);
-    uint32_t H = a.w_cols[t.w0], n = t.r1 - t.r0;
+    uint32_t H = mk_tab_w_cols(a, t.w0), n = t.r1 - t.r0;
     float *x = mk_buf(a, t.out);
     for (uint32_t i = threadIdx.x; i < n * (uint32_t)a.batch; i += blockDim.x) {
         uint32_t b = i / n, r = t.r0 + i % n;
@@ -42,7 +42,7 @@ static __device__ __forceinline__ bool mk_is_stop(const struct mk_gpu_seq &s, in
  * lowest id (earlier partials hold lower ids). */
 static __device__ int mk_argmax_partials(const struct mk_gpu_args &a, const struct mk_task &t, int b)
 {
-    const char *aux = a.arena + a.buf_off[t.in1];
+    const char *aux = a.arena + mk_tab_b_off(a, t.in1);
     float best = -CUDART_INF_F;
     int tok = -1;
     for (int i = 0; i < (t.n_split > 0 ? t.n_split : 1); i++) {

@@ -17,8 +17,8 @@ enum {
     MK_GPU_THREADS = 512,       /* threads per CTA the kernel is compiled for */
     MK_GPU_SMEM_MISC = 8192,    /* shared-memory bytes every task reserves (kernels/tasks) */
     MK_GPU_ATTN_CHUNK = 64,     /* positions per attention tile */
-    MK_GPU_RING_STAGES = 8,     /* weight ring (kernels/tasks/ring.cuh): slots ... */
-    MK_GPU_RING_STAGE = 16384,  /* ... of this many bytes, at the end of shared memory */
+    MK_GPU_RING_STAGES = 4,     /* weight ring (kernels/tasks/ring.cuh): slots ... */
+    MK_GPU_RING_STAGE = 32768,  /* ... of this many bytes, at the end of shared memory */
     MK_GPU_RING_BYTES = MK_GPU_RING_STAGES * MK_GPU_RING_STAGE,
 };
 
