@@ -81,10 +81,9 @@ static enum mk_status run_plan(const struct mk_plan *p, const void *w, uint64_t 
 /* Max |interp - ref| over steps and sequences, feeding the reference the interpreter's
  * tokens; also checks each greedy token is the reference's argmax unless the reference's
  * top two are within 2 tol. */
-static double compare_ref(const struct fixture *f, const int32_t *tokens, const float *logits,
-                          double tol)
+static double compare_ref(const struct fixture *f, int STEPS, const int32_t *tokens,
+                          const float *logits, double tol)
 {
-    const int STEPS = steps_for(&f->m->cfg);
     const struct mk_config *c = &f->m->cfg;
     int B = f->p->target.batch, V = c->vocab_size;
     struct mk_ref *r;
@@ -94,7 +93,7 @@ static double compare_ref(const struct fixture *f, const int32_t *tokens, const 
     for (int b = 0; b < B; b++) {
         if (b >= 3 && b != B - 1) continue; /* rows 0..2 and the last: the ref is slow */
         struct mk_ref_seq *sq;
-        CHECK_OK(mk_ref_seq_new(r, CTX, &sq));
+        CHECK_OK(mk_ref_seq_new(r, f->p->target.max_ctx, &sq));
         for (int s = 0; s < STEPS; s++) {
             int32_t in = s ? tokens[(s - 1) * B + b] : (7 * b + 3) % V;
             CHECK_OK(mk_ref_forward(r, sq, &in, 1, false, ref));
@@ -141,7 +140,7 @@ static void interp_matches_reference_in_random_orders(void)
                     CHECKF(!memcmp(tok, tok0, n * sizeof *tok) && !memcmp(lg, log0, n * V * sizeof *lg),
                            "%s: order %llu differs from order 0", CKPTS[ci], (unsigned long long)seed);
             }
-            double tol = tolerance(CKPTS[ci]), worst = compare_ref(&f, tok0, log0, tol);
+            double tol = tolerance(CKPTS[ci]), worst = compare_ref(&f, STEPS, tok0, log0, tol);
             CHECKF(worst <= tol, "%s, %d SMs, B=%d: max |logit - ref| = %g > %g", CKPTS[ci],
                    TARGETS[ti].sms, TARGETS[ti].batch, worst, tol);
             printf("    %-40s %3d SMs B=%-2d %5u tasks: max |logit - ref| %.2e\n", CKPTS[ci],
@@ -149,6 +148,52 @@ static void interp_matches_reference_in_random_orders(void)
             free(tok0); free(tok); free(log0); free(lg);
             fixture_close(&f);
         }
+}
+
+/* Contexts past one KV chunk (MK_PLAN_KV_CHUNK positions): up to 3 non-empty splits per
+ * head, split 0 appending while the others read older chunks, the merge of a varying
+ * number of partials, and a sliding window wider than a chunk (set to 100 on the Llama
+ * checkpoint): the reference's logits and no race, over 140 steps (ctx 160, 8 SMs: 3
+ * splits). Tolerance: the bf16 KV rounding drifts further over 140 positions (observed
+ * <= 0.104) -> 0.2; ignoring the window in the partition gives 4.2. */
+static void long_contexts_span_several_kv_chunks(void)
+{
+    static const struct { const char *dir; int window; } cases[] = {
+        {"tests/data/goldens/qwen3_bf16/ckpt", 0},
+        {"tests/data/goldens/llama3_bf16/ckpt", 100},
+    };
+    enum { LSTEPS = 140, LCTX = 160 };
+    const double tol = 0.2;
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        struct fixture f = {0};
+        struct mk_target x = mk_target_h100(2, LCTX);
+        x.sm_count = 8;
+        enum mk_status s = mk_model_load(cases[i].dir, &f.m);
+        if (!s && cases[i].window) f.m->cfg.sliding_window = cases[i].window;
+        if (!s) s = mk_plan_compile(&f.m->cfg, &x, &f.p);
+        if (!s && !(f.weights = calloc(1, f.p->weight_bytes))) s = MK_ERR_NOMEM;
+        if (!s) s = mk_plan_pack_weights(f.p, f.m->st, f.weights);
+        CHECKF(s == MK_OK, "%s: %s", cases[i].dir, mk_errmsg());
+        if (s) { fixture_close(&f); continue; }
+        uint32_t S = 0;
+        for (uint32_t t = 0; t < f.p->n_tasks; t++)
+            if (f.p->tasks[t].op == MK_TASK_ATTN_PARTIAL) S = f.p->tasks[t].n_split;
+        CHECKF(S == 3 && mk_plan_kv_nonempty(cases[i].window, LSTEPS, S) == (cases[i].window ? 2u : 3u),
+               "%u KV splits", S);
+        size_t n = (size_t)LSTEPS * 2, V = (size_t)f.p->cfg.vocab_size;
+        int32_t *tok = calloc(n, sizeof *tok);
+        float *lg = calloc(n * V, sizeof *lg);
+        struct mk_interp_report rep;
+        CHECK_OK(run_plan(f.p, f.weights, 7, LSTEPS, tok, lg, &rep));
+        CHECKF(rep.races == 0, "%s: %s", cases[i].dir, rep.first_race);
+        double worst = compare_ref(&f, LSTEPS, tok, lg, tol);
+        CHECKF(worst <= tol, "%s: max |logit - ref| = %g > %g", cases[i].dir, worst, tol);
+        printf("    %-40s window %3d, %d steps: max |logit - ref| %.2e\n", cases[i].dir,
+               cases[i].window, LSTEPS, worst);
+        free(tok);
+        free(lg);
+        fixture_close(&f);
+    }
 }
 
 /* ---- edge removal ---------------------------------------------------------------- */
@@ -303,6 +348,7 @@ static void run_task_touches_only_its_outputs(void)
 int main(void)
 {
     RUN(interp_matches_reference_in_random_orders);
+    RUN(long_contexts_span_several_kv_chunks);
     RUN(removing_any_sampled_edge_is_caught);
     RUN(run_task_touches_only_its_outputs);
     CHECK_EXIT();

@@ -86,6 +86,33 @@ static uint32_t op_rows(const struct mk_config *c, enum mk_task_op op, int batch
     }
 }
 
+/* Attention is one dependency level after the QKV linear (issue 8): every same-step
+ * wait of an ATTN_PARTIAL is on NORM_LINEAR tasks of its layer, every one of an
+ * ATTN_MERGE on ATTN_PARTIAL tasks of its layer and head. */
+static void check_attention_levels(const struct mk_plan *p, const char *what)
+{
+    uint32_t bad = 0;
+    for (uint32_t t = 0; t < p->n_tasks; t++) {
+        const struct mk_task *k = &p->tasks[t];
+        if (k->op != MK_TASK_ATTN_PARTIAL && k->op != MK_TASK_ATTN_MERGE) continue;
+        for (uint32_t w = 0; w < k->n_wait; w++) {
+            const struct mk_wait *wt = &p->waits[k->wait_first + w];
+            if (wt->step_offset != 0) continue;
+            for (uint32_t q = 0; q < p->n_tasks; q++)
+                for (uint32_t j = 0; j < p->tasks[q].n_signal; j++) {
+                    if (p->signals[p->tasks[q].signal_first + j] != wt->event) continue;
+                    const struct mk_task *pr = &p->tasks[q];
+                    bool ok = k->op == MK_TASK_ATTN_PARTIAL
+                                  ? pr->op == MK_TASK_NORM_LINEAR && pr->layer == k->layer
+                                  : pr->op == MK_TASK_ATTN_PARTIAL && pr->layer == k->layer &&
+                                        pr->r0 == k->r0;
+                    bad += !ok;
+                }
+        }
+    }
+    CHECKF(bad == 0, "%s: %u attention waits on other producers", what, bad);
+}
+
 /* Structural checks of a compiled plan beyond mk_plan_check. */
 static void check_plan_shape(const struct mk_plan *p, const char *what)
 {
@@ -174,8 +201,42 @@ static void tiny_shapes_on_several_targets(void)
                 struct mk_plan *p = NULL;
                 CHECK_OK(mk_plan_compile(&c, &x, &p));
                 if (p) check_plan_shape(p, mk_family_name((enum mk_family)f));
+                if (p) check_attention_levels(p, mk_family_name((enum mk_family)f));
                 mk_plan_free(p);
             }
+}
+
+/* mk_plan_kv_split: the splits tile [f, L) newest first in chunks of a multiple of
+ * MK_PLAN_KV_CHUNK that is >= ceil(n / S), split 0 ends at L, the non-empty ones are
+ * the first mk_plan_kv_nonempty; short contexts use one split. */
+static void kv_split_partition(void)
+{
+    const int32_t windows[] = {0, 8, 100, 4096};
+    uint32_t bad = 0, cases = 0;
+    for (size_t wi = 0; wi < sizeof windows / sizeof *windows; wi++)
+        for (uint32_t S = 1; S <= 17; S += 4)
+            for (int32_t L = 1; L <= 5000; L += L < 300 ? 1 : 97) {
+                int32_t W = windows[wi], f = W > 0 && L > W ? L - W : 0, next = L;
+                uint32_t ne = mk_plan_kv_nonempty(W, L, S), seen = 0;
+                int32_t c = mk_plan_kv_chunk(L - f, S);
+                bad += c % MK_PLAN_KV_CHUNK != 0 || (int64_t)c * S < L - f ||
+                       (c > MK_PLAN_KV_CHUNK && (int64_t)(c - MK_PLAN_KV_CHUNK) * S >= L - f);
+                for (uint32_t s = 0; s < S; s++) {
+                    int32_t lo, hi;
+                    mk_plan_kv_split(W, L, s, S, &lo, &hi);
+                    bad += hi != next || lo > hi || lo < f || hi - lo > c;
+                    if (lo < hi) bad += s != seen++;
+                    next = lo;
+                }
+                bad += next != f || seen != ne || (L - f <= MK_PLAN_KV_CHUNK && ne != 1);
+                cases++;
+            }
+    CHECKF(bad == 0, "%u violations in %u partitions", bad, cases);
+    int32_t lo, hi;
+    mk_plan_kv_split(0, 100, 0, 16, &lo, &hi); /* L = 100 on 16 splits: 2 chunks of 64 */
+    CHECK(lo == 36 && hi == 100 && mk_plan_kv_nonempty(0, 100, 16) == 2);
+    mk_plan_kv_split(0, 100, 1, 16, &lo, &hi);
+    CHECK(lo == 0 && hi == 36);
 }
 
 /* A small shared-memory budget forces linears into K passes; still within the limit. */
@@ -443,6 +504,7 @@ int main(void)
     RUN(builders_follow_the_family);
     RUN(tiny_shapes_on_several_targets);
     RUN(real_shapes_on_several_targets);
+    RUN(kv_split_partition);
     RUN(small_smem_uses_k_passes);
     RUN(compile_time_qwen3_8b);
     RUN(bad_inputs_are_refused);
