@@ -8,7 +8,10 @@
  * compute in fp32 on the same bf16 weights and differ in summation order, rsqrtf, expf,
  * sincosf (observed ~1e-6). KV cache rel <= 1e-2: both round the same fp32 k/v to bf16,
  * and a 1-ulp fp32 difference can flip the rounding by one bf16 ulp (2^-8 relative).
- * Argmax indices must be equal (random logits have no near-ties at these sizes). */
+ * Argmax indices must be equal (random logits have no near-ties at these sizes).
+ * ATTN_PARTIAL split 0 appends k, v and attends over them: when such a one-ulp flip
+ * happened (the two KV caches differ) its partials get PART_BOUND: one score moves by
+ * ~|q||k| 2^-8 / sqrt(D) <= 1e-3, and so does its share of acc. */
 #include "gpu_util.h"
 #include "mk/interp.h"
 
@@ -16,6 +19,7 @@
 
 #define ACT_BOUND 1e-4
 #define KV_BOUND 1e-2
+#define PART_BOUND 2e-3
 
 static float frand(void) { return (float)(gt_rand() % 2000001u) / 1e6f - 1.0f; }
 
@@ -46,7 +50,7 @@ static void random_state(const struct mk_plan *p, struct state *s)
 
 /* Largest relative error over each buffer; argmax indices compared exactly. */
 static void compare(const struct mk_plan *p, uint32_t t, const char *gpu, const float *cpu,
-                    double *worst_op)
+                    double bound, double *worst_op)
 {
     const struct mk_task *k = &p->tasks[t];
     for (uint32_t i = 0; i < p->n_buffers; i++) {
@@ -61,7 +65,7 @@ static void compare(const struct mk_plan *p, uint32_t t, const char *gpu, const 
             continue;
         }
         double e = gt_rel_err(g, c, n);
-        CHECKF(e <= ACT_BOUND, "task %u (%s layer %u r[%u,%u) split %u): buffer %s rel err %.3g",
+        CHECKF(e <= bound, "task %u (%s layer %u r[%u,%u) split %u): buffer %s rel err %.3g",
                t, mk_task_op_name(k->op), k->layer, k->r0, k->r1, k->split, bf->name, e);
         if (e > worst_op[k->op]) worst_op[k->op] = e;
     }
@@ -126,7 +130,8 @@ static void tasks_case(struct mk_model *m, const char *name, int B, bool sparse)
         CHECK_OK(mk_gpu_run_task(g, t, 0));
         CHECK_OK(mk_gpu_arena_read(g, gpu_arena));
         CHECK_OK(mk_gpu_kv_read(g, gpu_kv));
-        compare(p, t, gpu_arena, mk_interp_arena(it), worst);
+        bool kv_same = !memcmp(gpu_kv, mk_interp_kv(it), p->kv_bytes);
+        compare(p, t, gpu_arena, mk_interp_arena(it), kv_same ? ACT_BOUND : PART_BOUND, worst);
         if (k->op == MK_TASK_ATTN_PARTIAL) /* split 0 appends k, v */
             compare_kv(p, t, gpu_kv, mk_interp_kv(it), tg, tc, &worst_kv);
         run++;
