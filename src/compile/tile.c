@@ -20,7 +20,8 @@
  *   fixed = 500 ns (descriptor, activation load latency, store + signal), bw_sm =
  *   target.mem_gbps / sm_count bytes/ns (3,000 GB/s / 132 = 22.7 B/ns: every SM streams
  *   its share of DRAM bandwidth); activations come from L2 at ~4x that rate.
- *   Attention partials are costed at the full context (max_ctx): K and V rows of bf16.
+ *   Attention partials are costed at the full context (max_ctx, or the sliding window
+ *   when shorter): one chunk of K and V rows of bf16 per split.
  *
  * Tiles: linears are cut into row ranges of about equal size, as many as SMs (one wave:
  * every SM streams the same bytes; in the model above more tiles only ever shorten an
@@ -189,8 +190,9 @@ static double task_cost(const struct cstate *c, const struct fop *f, const struc
     case MK_TASK_LOGITS: wbytes = rows * f->K * 2; abytes = B * f->K * 4; break;
     case MK_TASK_NORM_GATE_UP: wbytes = 2 * rows * f->K * 2; abytes = B * f->K * 4; break;
     case MK_TASK_ATTN_PARTIAL: { /* a full context: every split reads one chunk */
-        double chunk = mk_plan_kv_chunk(c->tgt.max_ctx, t->n_split);
-        wbytes = B * 2 * (chunk < c->tgt.max_ctx ? chunk : c->tgt.max_ctx) * D * 2;
+        int32_t W = cfg->sliding_window, n = W > 0 && W < c->tgt.max_ctx ? W : c->tgt.max_ctx;
+        double chunk = mk_plan_kv_chunk(n, t->n_split);
+        wbytes = B * 2 * (chunk < n ? chunk : n) * D * 2;
         abytes = B * (G + 2) * D * 4;
         break;
     }
