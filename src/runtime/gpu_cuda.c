@@ -107,6 +107,33 @@ void mk_gpu_rope_inv_freq(const struct mk_config *c, float *out)
     }
 }
 
+/* ATTN_PARTIAL's tiled path: the arithmetic of mk_attn_plan (kernels/tasks/attention.cuh,
+ * work area MK_ATTN_WORK = 90112 bytes at most) for head dim D, group G, bucket nb. */
+static int attn_fixed(int D, int G, int nb, int rsl)
+{
+    return 4 * (2 * nb * G * D + (rsl > 1 ? rsl * nb * G * D : 0) + 3 * nb * G + 2 * nb);
+}
+
+static int attn_rows(int fixed, int per_row)
+{
+    int ch = fixed < 90112 ? (90112 - fixed) / per_row : 0;
+    return ch < MK_GPU_ATTN_CHUNK ? ch : MK_GPU_ATTN_CHUNK;
+}
+
+/* Its work-area bytes; 0 where the kernel takes the serial path. */
+static uint64_t attn_tiled_smem(int D, int G, int nb)
+{
+    if (D % 8 || D < 8 || D > 256) return 0;
+    int items = nb * G * (D / 8), per_row = nb * (2 * (2 * D + 16) + 4 * G);
+    int rsl = 2 * items >= MK_GPU_THREADS ? 1 : MK_GPU_THREADS / items;
+    if (rsl > 16) rsl = 16;
+    for (int r = rsl; r >= 1 && attn_rows(attn_fixed(D, G, nb, rsl), per_row) < MK_GPU_ATTN_CHUNK;
+         r /= 2)
+        if (attn_rows(attn_fixed(D, G, nb, r), per_row) == MK_GPU_ATTN_CHUNK) rsl = r;
+    int fixed = attn_fixed(D, G, nb, rsl), ch = attn_rows(fixed, per_row);
+    return ch >= 1 ? (uint64_t)fixed + (uint64_t)ch * (uint64_t)per_row : 0;
+}
+
 /* Shared memory a task needs in this kernel (the work area layouts of kernels/tasks). */
 static uint64_t task_smem(const struct mk_plan *p, const struct mk_task *t, int nb)
 {
@@ -122,8 +149,11 @@ static uint64_t task_smem(const struct mk_plan *p, const struct mk_task *t, int 
         return misc + ((2 * rows * nb + 3) & ~3ull) * 4 + (uint64_t)nb * 8 * 4;
     case MK_TASK_QK_ROPE_KV:
         return misc + (uint64_t)(MK_GPU_THREADS / 32) * 2 * c->head_dim * 4;
-    case MK_TASK_ATTN_PARTIAL:
-        return misc + ((uint64_t)2 * G * c->head_dim + (uint64_t)G * MK_GPU_ATTN_CHUNK + 3 * G) * 4;
+    case MK_TASK_ATTN_PARTIAL: {
+        uint64_t tiled = attn_tiled_smem(c->head_dim, G, nb);
+        uint64_t serial = (uint64_t)2 * G * c->head_dim + (uint64_t)G * MK_GPU_ATTN_CHUNK + 3 * G;
+        return misc + (tiled ? tiled : serial * 4);
+    }
     default:
         return misc;
     }
