@@ -452,7 +452,6 @@ static __device__ void mk_attn_partial_serial(const struct mk_gpu_args &a, const
     }
 }
 
-
 static __device__ void mk_task_attn_partial(const struct mk_gpu_args &a, const struct mk_task &t,
                                             char *smem)
 {
