@@ -23,6 +23,8 @@
  * (b, head, row), QP threads per dot), softmax statistics (warp per (b, head): the
  * round's max, e = exp(s - m), running max/sum and the rescale of the old acc), acc +=
  * e V (thread per (b, head, 8 dims), rows split over RSL slices summed in slice order).
+ * The next round's K rows are copied once the scores are done, its V rows once acc is:
+ * they stream in while this round computes.
  * Every reduction has a fixed order: reruns are bit-identical.
  * Other head dims take the serial path (one batch row and MK_ATTN_CHUNK positions at a
  * time).
@@ -188,21 +190,29 @@ static __device__ void mk_attn_vec_store(const struct mk_gpu_args &a, const stru
     *reinterpret_cast<uint2 *>(trow + 2 * (half + d0)) = w1;
 }
 
-/* Thread u of the tpb copying sequence b: round r's K and V rows into the tile by
- * cp.async, not waited. Split 0's row 0 of round 0 (pos[b]) is the prologue's. */
+/* Thread u of the tpb copying sequence b: round r's K (which 0) or V (1) rows into the
+ * tile by cp.async, committed as one group (empty when the round has no rows), not
+ * waited. Split 0's row 0 of round 0 (pos[b]) is the prologue's. */
 static __device__ void mk_attn_issue(const struct mk_gpu_args &a, const struct mk_task &t,
                                      const struct mk_attn_shape &s, char *tile, int b, int lo,
-                                     int hi, int r, int u, int tpb)
+                                     int hi, int r, int which, int u, int tpb)
 {
-    const int n = min(max(hi - lo - r * s.CH, 0), s.CH), per = 2 * s.C8;
-    for (int x = u + (t.split == 0 && r == 0 ? per : 0); x < n * per; x += tpb) {
-        const int i = x / per, rem = x - i * per, which = rem / s.C8, c = rem - which * s.C8;
-        const int p = hi - 1 - (r * s.CH + i);
+    const int n = b < a.batch ? min(max(hi - lo - r * s.CH, 0), s.CH) : 0;
+    for (int x = u + (t.split == 0 && r == 0 ? s.C8 : 0); x < n * s.C8; x += tpb) {
+        const int i = x / s.C8, c = x - i * s.C8, p = hi - 1 - (r * s.CH + i);
         const uint16_t *src = a.kv + mk_kv_index(a, t.layer, which, b, (int)t.r0, p) + 8 * c;
         const uint32_t dst = (uint32_t)__cvta_generic_to_shared(
             tile + (size_t)((b * 2 + which) * s.CH + i) * s.RS + 16 * c);
         asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(dst), "l"(src) : "memory");
     }
+    asm volatile("cp.async.commit_group;" ::: "memory");
+}
+
+/* Until this thread's copies but the newest group landed; then the block barrier. */
+static __device__ __forceinline__ void mk_attn_wait_sync(void)
+{
+    asm volatile("cp.async.wait_group 1;" ::: "memory");
+    __syncthreads();
 }
 
 /* Scores of round r: thread group of qp lanes per (b, head, row), chunks c = part, part +
@@ -501,33 +511,35 @@ static __device__ void mk_task_attn_partial(const struct mk_gpu_args &a, const s
                 mk_prefetch_l2(a.kv + mk_kv_index(a, t.layer, 1, cb, h, clo), bytes);
             }
         }
-        mk_attn_issue(a, t, s, tile, cb, clo, chi, 0, u, tpb);
     }
+    mk_attn_issue(a, t, s, tile, cb, clo, chi, 0, 0, u, tpb);
+    mk_attn_issue(a, t, s, tile, cb, clo, chi, 0, 1, u, tpb);
     for (int ws = warp; ws < nsteps; ws += MK_WARPS) {
         if (ws != warp) mk_attn_vec_load(a, in, h, nv, lpv, ws, v);
         mk_attn_vec_store(a, t, s, lpv, v, qn, kn, q, tile);
     }
-    asm volatile("cp.async.wait_all;" ::: "memory");
-    __syncthreads();
+    /* Copy groups in commit order: K0, V0, then per round K(r+1) once the scores read
+     * K(r), V(r+1) once acc read V(r); a wait for all but the newest group lands the one
+     * needed next, so round r + 1's rows stream in while round r computes. */
+    mk_attn_wait_sync(); /* K0, the prologue's q and new rows, lo/hi */
     int R = 0;
     for (int b = 0; b < B; b++) R = max(R, (shi[b] - slo[b] + s.CH - 1) / s.CH);
     for (int r = 0; r < R; r++) {
-        if (r > 0) {
-            if (cb < B) mk_attn_issue(a, t, s, tile, cb, clo, chi, r, u, tpb);
-            asm volatile("cp.async.wait_all;" ::: "memory");
-            __syncthreads();
-        }
+        if (r > 0) mk_attn_wait_sync(); /* K(r) */
         mk_attn_scores(s, B, G, D, r, tile, q, slo, shi, sc);
         __syncthreads();
+        mk_attn_issue(a, t, s, tile, cb, clo, chi, r + 1, 0, u, tpb);
         mk_attn_softmax(s, B, G, r, slo, shi, sc, mx, sm, cf);
-        __syncthreads();
+        mk_attn_wait_sync(); /* V(r), the softmax */
         mk_attn_pv(s, B, G, D, r, tile, sc, slo, shi, cf, acc, red);
         __syncthreads();
+        mk_attn_issue(a, t, s, tile, cb, clo, chi, r + 1, 1, u, tpb);
         if (s.RSL > 1) {
             mk_attn_combine(s, B, G, red, cf, acc);
             __syncthreads();
         }
     }
+    asm volatile("cp.async.wait_all;" ::: "memory"); /* (round R has no rows) */
     float *part = mk_buf(a, t.out);
     const int D2 = D + 2;
     for (int x = tid; x < B * G * D2; x += MK_GPU_THREADS) {
