@@ -11,6 +11,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+static __device__ __forceinline__ void mk_mbar_wait(uint64_t *bar, uint32_t parity)
+{
+    while (!mk_mbar_try_wait(bar, parity)) {
+    }
+}
+
 /* mode 0: every thread reads its 16-byte words of the slot, CTA barrier, refill.
  * mode 1: no reads: thread 0 waits for the copy and refills at once (the TMA ceiling).
  * mode 2: the consumer of mk_gemv_ring at B = 1 (FMAs with an activation row, warp sums,

@@ -114,9 +114,10 @@ mk_megakernel(const __grid_constant__ struct mk_gpu_args a)
             }
             const bool prof = a.prof != nullptr && step < a.prof_steps && threadIdx.x == 0;
             const uint32_t id = cur->id; /* warp 1 refills *cur once this task signalled */
+            if (prof) m->ph[0] = m->ph[1] = 0;
             uint64_t t_wait = prof ? mk_globaltimer() : 0;
             if (!mk_task_wait(a, cur, step, &m->flag)) {
-                if (threadIdx.x == 0) mk_ring_drain(m);
+                if (threadIdx.x == 0) mk_ring_drain(a, m);
                 return;
             }
             uint64_t t_ready = prof ? mk_globaltimer() : 0;
@@ -127,11 +128,15 @@ mk_megakernel(const __grid_constant__ struct mk_gpu_args a)
                 r[0] = t_wait;
                 r[1] = t_ready;
                 r[2] = mk_globaltimer();
-                r[3] = blockIdx.x;
+                uint64_t ph = 0; /* ring phases: activation row, GEMV (ns, 24 bits each) */
+                if (m->ph[0] >= t_ready && m->ph[1] >= m->ph[0])
+                    ph = (min(m->ph[0] - t_ready, (uint64_t)0xffffff) << 16) |
+                         (min(m->ph[1] - m->ph[0], (uint64_t)0xffffff) << 40);
+                r[3] = blockIdx.x | ph;
             }
         }
     }
-    if (threadIdx.x == 0) mk_ring_drain(m); /* no copy may land after the CTA is gone */
+    if (threadIdx.x == 0) mk_ring_drain(a, m); /* no copy may land after the CTA is gone */
 }
 
 /* Read `n16` 16-byte words with the GEMV's load style (8 per thread in flight per round);

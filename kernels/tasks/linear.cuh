@@ -147,7 +147,7 @@ static __device__ void mk_gemv(const struct mk_gpu_args &a, const struct mk_xsrc
     float *res2 = res + (size_t)nrows * NB;
     size_t res_floats = ((size_t)nrows * NB * (DUAL ? 2 : 1) + 3) & ~(size_t)3;
     float *xs = res + res_floats;
-    size_t avail = mk_work_bytes(a) / 4 - res_floats;
+    size_t avail = mk_work_bytes<NB>(a) / 4 - res_floats;
     uint32_t cmax = (uint32_t)(avail / NB) & ~7u;
     *res_out = res;
     *res2_out = res2;

@@ -39,7 +39,7 @@ enum {
     MK_RING_STAGES = MK_GPU_RING_STAGES,
     MK_RING_STAGE = MK_GPU_RING_STAGE,
     MK_RING_BYTES = MK_RING_STAGES * MK_RING_STAGE,
-    MK_RING_MAX_NB = 4,
+    MK_RING_MAX_NB = MK_GPU_RING_MAX_NB,
     MK_RING_SEG = 2048,                          /* bytes of a chunk per warp */
     MK_RING_SEGS = MK_RING_STAGE / MK_RING_SEG,  /* segments per chunk (<= warps) */
 };
@@ -80,11 +80,7 @@ static __device__ __forceinline__ bool mk_mbar_try_wait(uint64_t *bar, uint32_t 
     return ok != 0;
 }
 
-static __device__ __forceinline__ void mk_mbar_wait(uint64_t *bar, uint32_t parity)
-{
-    while (!mk_mbar_try_wait(bar, parity)) {
-    }
-}
+
 
 /* bytes (a multiple of 16, 16-byte aligned both sides) from global to shared memory,
  * completing on bar. Weights are read once per step: evict them from L2 first. */
@@ -111,9 +107,12 @@ static __device__ __forceinline__ size_t mk_ring_res_floats(uint32_t nrows, int 
     return ((size_t)nrows * nb * (dual ? 2 : 1) + 3) & ~(size_t)3;
 }
 
+/* The ring exists for the batch buckets that use it (NB <= MK_RING_MAX_NB); larger
+ * buckets give its bytes to the work area of the direct GEMV. */
+template <int NB>
 static __device__ __forceinline__ size_t mk_work_bytes(const struct mk_gpu_args &a)
 {
-    return (size_t)a.smem_bytes - MK_SMEM_MISC - MK_RING_BYTES;
+    return (size_t)a.smem_bytes - MK_SMEM_MISC - (NB <= MK_RING_MAX_NB ? MK_RING_BYTES : 0);
 }
 
 /* The chunks of task t (chunks == 0: it does not take the ring), from its resolved
@@ -124,7 +123,7 @@ static __device__ struct mk_ring_geom mk_ring_geometry(const struct mk_gpu_args 
                                                        const struct mk_task_tables &tb)
 {
     struct mk_ring_geom g = {};
-    if (NB > MK_RING_MAX_NB || !mk_is_linear(t.op)) return g;
+    if (NB > MK_RING_MAX_NB || a.no_ring || !mk_is_linear(t.op)) return g;
     const uint32_t cols = tb.w_cols[1], nrows = t.r1 - t.r0;
     const bool full = t.op == MK_TASK_LOGITS || t.op == MK_TASK_NORM_GATE_UP ||
                       (t.k0 == 0 && t.k1 == cols);
@@ -136,7 +135,7 @@ static __device__ struct mk_ring_geom mk_ring_geometry(const struct mk_gpu_args 
     const uint64_t w1 = tb.w_off[1], w2 = dual ? tb.w_off[2] : 0;
     if (w1 % 16 != 0 || w2 % 16 != 0) return g;
     size_t need = (mk_ring_res_floats(nrows, NB, dual) + (size_t)NB * cols + 2 * MK_WARPS * NB) * 4;
-    if (need > mk_work_bytes(a)) return g;
+    if (need > mk_work_bytes<NB>(a)) return g;
     g.row_bytes = cols * 2;
     g.mat_bytes = nrows * g.row_bytes;
     g.per_mat = (g.mat_bytes + MK_RING_STAGE - 1) / MK_RING_STAGE;
@@ -152,6 +151,37 @@ static __device__ struct mk_ring_geom mk_ring_geometry(const struct mk_gpu_args 
 static __device__ __forceinline__ char *mk_ring_base(const struct mk_gpu_args &a, char *smem)
 {
     return smem + a.smem_bytes - MK_RING_BYTES;
+}
+
+/* A copy of the ring that never lands is a bug (a chunk the producer never issued, a
+ * fault of the copy engine): rather than hang, record it for the host (diag flag 2: SM,
+ * running task, stream chunk n, chunks issued) and stop the kernel with a trap. */
+static __device__ __noinline__ void mk_ring_expired(const struct mk_gpu_args &a,
+                                                    struct mk_smem_misc *m, uint32_t n)
+{
+    if (atomicCAS(a.abort_flag, 0u, 1u) == 0u) {
+        a.diag->sm = blockIdx.x;
+        a.diag->task = m->info[m->cur].id;
+        a.diag->event = MK_NONE;
+        a.diag->step = 0;
+        a.diag->expected = n;
+        a.diag->seen = m->ring.issued;
+        __threadfence_system();
+        mk_st_release_sys_u32(&a.diag->flag, 2u);
+    }
+    __trap();
+}
+
+/* Wait for stream chunk n's copy, bounded by the launch's wait timeout. */
+static __device__ __forceinline__ void mk_ring_wait(const struct mk_gpu_args &a,
+                                                    struct mk_smem_misc *m, uint32_t n)
+{
+    uint64_t *bar = &m->ring_full[n % MK_RING_STAGES];
+    const uint32_t par = (n / MK_RING_STAGES) & 1;
+    if (mk_mbar_try_wait(bar, par)) return;
+    const uint64_t deadline = mk_globaltimer() + a.timeout_ns;
+    for (uint32_t it = 1; !mk_mbar_try_wait(bar, par); it++)
+        if (it % 256 == 0 && mk_globaltimer() > deadline) mk_ring_expired(a, m, n);
 }
 
 /* Thread 0 only. Issue chunks while slots are free and the cursor's task is in the
@@ -203,10 +233,9 @@ static __device__ void mk_ring_init(struct mk_smem_misc *m, uint32_t seq_end)
 }
 
 /* Thread 0 only: wait until every issued copy has landed (before the CTA exits). */
-static __device__ void mk_ring_drain(struct mk_smem_misc *m)
+static __device__ void mk_ring_drain(const struct mk_gpu_args &a, struct mk_smem_misc *m)
 {
-    for (uint32_t n = m->ring.released; n != m->ring.issued; n++)
-        mk_mbar_wait(&m->ring_full[n % MK_RING_STAGES], (n / MK_RING_STAGES) & 1);
+    for (uint32_t n = m->ring.released; n != m->ring.issued; n++) mk_ring_wait(a, m, n);
 }
 
 /* A CTA that runs ONE task (the per-op baseline, the per-task tests): task t is stream
@@ -218,6 +247,7 @@ static __device__ void mk_ring_standalone(const struct mk_gpu_args &a, const str
     struct mk_smem_misc *m = mk_misc(smem);
     if (threadIdx.x == 0) {
         m->cur = 0;
+        m->info[0].id = a.single_task; /* MK_NONE in the per-op baseline */
         mk_tables_fetch(a, t, &m->tabs[0]);
         m->geom[0] = mk_ring_geometry<NB>(a, t, m->tabs[0]);
         mk_ring_init(m, 1);
@@ -296,6 +326,7 @@ static __device__ void mk_gemv_ring(const struct mk_gpu_args &a, const struct mk
     const char *ring = mk_ring_base(a, smem);
     uint32_t n = m->ring.released; /* stream number of this task's first chunk */
     mk_ring_load_row<NB>(a, in, norm_w, cols, xs, m);
+    if (a.prof != nullptr && threadIdx.x == 0) m->ph[0] = mk_globaltimer();
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     uint32_t par = 0;
     for (uint32_t mat = 0; mat < nmat; mat++) {
@@ -304,7 +335,7 @@ static __device__ void mk_gemv_ring(const struct mk_gpu_args &a, const struct mk
             const uint32_t bytes = min((uint32_t)MK_RING_STAGE, mat_bytes - off);
             const uint32_t slot = n % MK_RING_STAGES, seg = off + (uint32_t)warp * MK_RING_SEG;
             float *pb = part + par * MK_WARPS * NB;
-            mk_mbar_wait(&m->ring_full[slot], (n / MK_RING_STAGES) & 1);
+            mk_ring_wait(a, m, n);
             if (seg < off + bytes) {
                 const char *cw = ring + (size_t)slot * MK_RING_STAGE + (size_t)warp * MK_RING_SEG;
                 const uint32_t k0 = (seg % row_bytes) / 2; /* a multiple of 1024 */
@@ -353,6 +384,7 @@ static __device__ void mk_gemv_ring(const struct mk_gpu_args &a, const struct mk
             }
         }
     }
+    if (a.prof != nullptr && threadIdx.x == 0) m->ph[1] = mk_globaltimer();
     __syncthreads();
 }
 

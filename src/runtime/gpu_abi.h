@@ -20,6 +20,7 @@ enum {
     MK_GPU_RING_STAGES = 4,     /* weight ring (kernels/tasks/ring.cuh): slots ... */
     MK_GPU_RING_STAGE = 32768,  /* ... of this many bytes, at the end of shared memory */
     MK_GPU_RING_BYTES = MK_GPU_RING_STAGES * MK_GPU_RING_STAGE,
+    MK_GPU_RING_MAX_NB = 4,     /* batch buckets above this have no ring */
 };
 
 /* One sequence of the batch, set by the host before the launch (device memory). */
@@ -37,7 +38,9 @@ struct mk_gpu_seq {
 
 /* Written by the first wait that expired (host-mapped, read after the launch). */
 struct mk_gpu_diag {
-    uint32_t flag;              /* 0: nothing; 1: a wait timed out */
+    uint32_t flag;              /* 0: nothing; 1: an event wait timed out; 2: a weight-ring
+                                   copy never landed (expected = its stream chunk, seen =
+                                   chunks issued; the kernel trapped) */
     uint32_t sm, task, event;
     uint32_t step, pad;
     uint64_t expected, seen;
@@ -83,10 +86,15 @@ struct mk_gpu_args {
     /* The per-task profile (off when prof is NULL): for steps < prof_steps, thread 0 of
      * the task's CTA stores prof[(step * n_tasks + task) * 4 + i] = %globaltimer (ns) at
      * i = 0: before its waits, 1: after them (all events seen, CTA released), 2: after
-     * its signals; i = 3: the SM (blockIdx.x). Device memory, zeroed by the host. */
+     * its signals; i = 3: the SM (blockIdx.x, bits 0..15) and, for a weight-ring task,
+     * ns from ready to its activation row (bits 16..39) and from there to the end of its
+     * GEMV (bits 40..63). Device memory, zeroed by the host. */
     uint64_t *prof;
     int32_t prof_steps;
     uint32_t n_tasks;
+    uint32_t no_ring;                        /* 1: every linear takes the direct GEMV
+                                                (MK_GPU_RING=0; the ring's A/B switch) */
+    uint32_t pad;
 };
 
 /* Host helpers of gpu_cuda.c shared with the per-op baseline (per_op_cuda.c), so both

@@ -215,7 +215,7 @@ static enum mk_status check_plan(const struct mk_plan *p, int smem, int nb)
                                 i, op_name(t->op), t->layer, t->r0, t->r1, k0, k1,
                                 p->weights[t->w1].rows, cols);
         }
-        uint64_t need = task_smem(p, t, nb) + MK_GPU_RING_BYTES; /* the ring is always there */
+        uint64_t need = task_smem(p, t, nb) + (nb <= MK_GPU_RING_MAX_NB ? MK_GPU_RING_BYTES : 0);
         if (need > (uint64_t)smem)
             return mk_error(MK_ERR_UNSUPPORTED, "gpu: task %u (%s layer %u) needs %llu bytes of "
                             "shared memory, the kernel has %d", i, op_name(t->op), t->layer,
@@ -372,6 +372,8 @@ static enum mk_status gpu_open_inner(struct mk_gpu *g, const struct mk_model *m,
     const char *env = getenv("MK_GPU_WAIT_TIMEOUT_MS");
     if (!ms && env) ms = strtoull(env, NULL, 10);
     a->timeout_ns = (ms ? ms : MK_GPU_DEFAULT_TIMEOUT_MS) * 1000000ull;
+    const char *ring = getenv("MK_GPU_RING"); /* "0": the direct GEMV only (A/B runs) */
+    a->no_ring = ring && !strcmp(ring, "0");
 
     void *w;
     if ((s = gpu_alloc(g, &w, NULL, p->weight_bytes)) != MK_OK) return s;
@@ -619,6 +621,12 @@ static enum mk_status run_launch(struct mk_gpu *g, struct launch_mem *lm, int n,
             if (!got) nanosleep(&nap, NULL);
             continue;
         }
+        if (q != cudaSuccess && __atomic_load_n(&lm->diag->flag, __ATOMIC_ACQUIRE) == 2)
+            return mk_error(MK_ERR_CUDA, "gpu: megakernel stopped: SM %u, task %u: the weight "
+                            "ring's chunk %llu never landed in %llu ms (%llu issued): %s",
+                            lm->diag->sm, lm->diag->task, (unsigned long long)lm->diag->expected,
+                            (unsigned long long)(g->a.timeout_ns / 1000000),
+                            (unsigned long long)lm->diag->seen, cudaGetErrorString(q));
         if (q != cudaSuccess)
             return mk_error(MK_ERR_CUDA, "gpu: megakernel failed: %s (%s)", cudaGetErrorName(q),
                             cudaGetErrorString(q));
@@ -633,7 +641,7 @@ static enum mk_status run_launch(struct mk_gpu *g, struct launch_mem *lm, int n,
         st->tokens += got;
     }
     for (int b = 0; out_counts && b < n; b++) out_counts[b] = seen[b];
-    if (__atomic_load_n(&lm->diag->flag, __ATOMIC_ACQUIRE)) return timeout_report(g, lm->diag);
+    if (__atomic_load_n(&lm->diag->flag, __ATOMIC_ACQUIRE) == 1) return timeout_report(g, lm->diag);
     int32_t last = 0;
     MK_CUDA_CHECK(cudaMemcpy(&last, g->a.last_step, 4, cudaMemcpyDeviceToHost));
     st->steps = last == INT_MAX ? g->a.max_steps : last + 1;

@@ -94,7 +94,7 @@ static enum mk_status check_records(struct prof_ctx *c)
     for (int s = 0; s < c->steps; s++)
         for (uint32_t t = 0; t < c->n; t++) {
             uint64_t w = r_wait(c, s, t), r = r_ready(c, s, t), e = r_end(c, s, t);
-            uint64_t sm = r_at(c, s, t, 3);
+            uint64_t sm = r_at(c, s, t, 3) & 0xffff; /* bits 16..: the ring phases */
             if (!w && !r && !e)
                 return mk_error(MK_ERR_ARG, "profile: step %d, task %u (%s): no record (the "
                                 "kernel ran fewer steps than the profile holds?)", s, t,
@@ -243,6 +243,12 @@ static void account(const struct prof_ctx *c, struct mk_profile *pr, double *scr
             double wait = (double)(r_ready(c, s, t) - r_wait(c, s, t));
             o->runs++;
             o->busy_ns += busy;
+            const uint64_t ph = r_at(c, s, t, 3); /* SM | act ns << 16 | gemv ns << 40 */
+            if (ph >> 16) {
+                o->phased_runs++;
+                o->act_ns += (double)((ph >> 16) & 0xffffff);
+                o->gemv_ns += (double)(ph >> 40);
+            }
             o->wait_ns += wait;
             pr->busy_ns += busy;
             pr->sm_busy_ns[c->sm[t]] += busy / c->steps;
@@ -432,6 +438,14 @@ static void summary_ops(const struct mk_profile *pr, FILE *f)
     }
     fprintf(f, "  waits with no producer in the profile (no waits, or before step 0): "
             "%.2f us/step\n", pr->wait_unbound_ns / st / 1e3);
+    for (int k = 0; k < MK_TASK_OP_COUNT; k++) {
+        const struct mk_profile_op *o = &pr->op[k];
+        if (!o->phased_runs) continue;
+        double n = (double)o->phased_runs, act = o->act_ns / n / 1e3, gemv = o->gemv_ns / n / 1e3;
+        fprintf(f, "  %-16s weight-ring tasks (%.0f%% of runs), mean us: activation row %.3f, "
+                "GEMV %.3f\n", mk_task_op_name((enum mk_task_op)k), 100.0 * n / o->runs, act,
+                gemv);
+    }
 }
 
 struct hop_key { double wait; uint32_t k; };
