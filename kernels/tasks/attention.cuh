@@ -462,8 +462,8 @@ static __device__ void mk_attn_partial_serial(const struct mk_gpu_args &a, const
     }
 }
 
-static __device__ void mk_task_attn_partial(const struct mk_gpu_args &a, const struct mk_task &t,
-                                            char *smem)
+static __device__ void mk_attn_partial_tiled(const struct mk_gpu_args &a, const struct mk_task &t,
+                                             char *smem)
 {
     const int D = a.cfg.head_dim, nh = a.cfg.n_heads, nkv = a.cfg.n_kv_heads, G = nh / nkv;
     const int B = a.batch, nb = mk_attn_bucket(B);
@@ -549,7 +549,7 @@ static __device__ void mk_task_attn_partial(const struct mk_gpu_args &a, const s
     }
 }
 
-static __device__ void mk_task_attn_merge(const struct mk_gpu_args &a, const struct mk_task &t)
+static __device__ void mk_attn_merge_tiled(const struct mk_gpu_args &a, const struct mk_task &t)
 {
     const int D = a.cfg.head_dim, nh = a.cfg.n_heads, nkv = a.cfg.n_kv_heads;
     const int G = nh / nkv, h = (int)t.r0, B = a.batch, D2 = D + 2, nq = (D + 3) / 4;
@@ -615,6 +615,62 @@ static __device__ void mk_task_attn_merge(const struct mk_gpu_args &a, const str
             od[3] = n3 / den;
         }
     }
+}
+
+
+static __device__ void mk_attn_merge_serial(const struct mk_gpu_args &a, const struct mk_task &t)
+{
+    const int D = a.cfg.head_dim, nh = a.cfg.n_heads, nkv = a.cfg.n_kv_heads;
+    const int G = nh / nkv, h = (int)t.r0, GD = G * D;
+    const int ns = t.n_split > 0 ? t.n_split : 1;
+    const float *part = mk_buf(a, t.in0);
+    float *out = mk_buf(a, t.out);
+    for (int i = threadIdx.x; i < a.batch * GD; i += blockDim.x) {
+        int b = i / GD, g = (i % GD) / D, d = i % D;
+        int head = h * G + g;
+        int ne = (int)mk_plan_kv_nonempty(a.cfg.sliding_window, __ldcg(a.pos + b) + 1, (uint32_t)ns);
+        float M = -CUDART_INF_F;
+        for (int s = 0; s < ne; s++)
+            M = fmaxf(M, __ldcg(part + (((size_t)s * a.batch + b) * nh + head) * (D + 2) + D));
+        float num = 0.0f, den = 0.0f;
+        for (int s = 0; s < ne; s++) {
+            const float *o = part + (((size_t)s * a.batch + b) * nh + head) * (D + 2);
+            float ms = __ldcg(o + D);
+            if (ms == -CUDART_INF_F) continue;
+            float w = expf(ms - M);
+            num += __ldcg(o + d) * w;
+            den += __ldcg(o + D + 1) * w;
+        }
+        out[(size_t)b * nh * D + (size_t)head * D + d] = num / den;
+    }
+}
+
+/* The batch buckets pick the attention code: the tiled, latency-overlapped path for
+ * NB >= 8, where it halves ATTN_PARTIAL (H100, Qwen3-0.6B, B=8: 41.7 -> 21 us per task);
+ * the serial path (one warp per head vector, batch rows in turn) for NB <= 4, where the
+ * tiled path measured slower (B=1: 6.2 -> 16 us per task) and, compiled into the B=1
+ * kernel too, came with every latency-bound task of that kernel running ~45 % slower
+ * (SAMPLE 26 -> 38 us; tg128 2.10 ms vs 1.50 ms with this split, same device, an old
+ * binary as control both times). Its code grew mk_megakernel<1> from 45k to 57k SASS
+ * lines: instruction-cache pressure is the suspect, not proven. */
+template <int NB>
+static __device__ __forceinline__ void mk_task_attn_partial(const struct mk_gpu_args &a,
+                                                            const struct mk_task &t, char *smem)
+{
+    if constexpr (NB >= 8)
+        mk_attn_partial_tiled(a, t, smem);
+    else
+        mk_attn_partial_serial(a, t, smem);
+}
+
+template <int NB>
+static __device__ __forceinline__ void mk_task_attn_merge(const struct mk_gpu_args &a,
+                                                          const struct mk_task &t)
+{
+    if constexpr (NB >= 8)
+        mk_attn_merge_tiled(a, t);
+    else
+        mk_attn_merge_serial(a, t);
 }
 
 #endif

@@ -16,8 +16,8 @@ __device__ void mk_run_task(const struct mk_gpu_args &a, const struct mk_task &t
     case MK_TASK_NORM_LINEAR: mk_task_norm_linear<NB>(a, t, smem); break;
     case MK_TASK_LINEAR_RESIDUAL: mk_task_linear_residual<NB>(a, t, smem); break;
     case MK_TASK_NORM_GATE_UP: mk_task_norm_gate_up<NB>(a, t, smem); break;
-    case MK_TASK_ATTN_PARTIAL: mk_task_attn_partial(a, t, smem); break;
-    case MK_TASK_ATTN_MERGE: mk_task_attn_merge(a, t); break;
+    case MK_TASK_ATTN_PARTIAL: mk_task_attn_partial<NB>(a, t, smem); break;
+    case MK_TASK_ATTN_MERGE: mk_task_attn_merge<NB>(a, t); break;
     case MK_TASK_LOGITS: mk_task_logits<NB>(a, t, smem); break;
     case MK_TASK_SAMPLE: mk_task_sample(a, t, step, smem); break;
     default: break; /* NOP (and the retired QK_ROPE_KV: mk_plan_check refuses it) */
