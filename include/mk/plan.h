@@ -210,7 +210,7 @@ static inline uint64_t mk_plan_kv_offset(const struct mk_plan *p, int layer, int
  * so split 0 always holds position L - 1 (the one the step appends), a short context
  * uses only splits 0 .. ceil(n / c) - 1 and the others are empty. One function on host
  * and device. */
-#define MK_PLAN_KV_CHUNK 64
+#define MK_PLAN_KV_CHUNK 16
 #ifdef __CUDACC__
 #define MK_PLAN_HD __host__ __device__
 #else

@@ -150,11 +150,11 @@ static void interp_matches_reference_in_random_orders(void)
         }
 }
 
-/* Contexts past one KV chunk (MK_PLAN_KV_CHUNK positions): up to 3 non-empty splits per
+/* Contexts past one KV chunk (MK_PLAN_KV_CHUNK positions): several non-empty splits per
  * head, split 0 appending while the others read older chunks, the merge of a varying
  * number of partials, and a sliding window wider than a chunk (set to 100 on the Llama
- * checkpoint): the reference's logits and no race, over 140 steps (ctx 160, 8 SMs: 3
- * splits). Tolerance: the bf16 KV rounding drifts further over 140 positions (observed
+ * checkpoint): the reference's logits and no race, over 140 steps (ctx 160, 8 SMs).
+ * Tolerance: the bf16 KV rounding drifts further over 140 positions (observed
  * <= 0.104) -> 0.2; ignoring the window in the partition gives 4.2. */
 static void long_contexts_span_several_kv_chunks(void)
 {
@@ -178,8 +178,9 @@ static void long_contexts_span_several_kv_chunks(void)
         uint32_t S = 0;
         for (uint32_t t = 0; t < f.p->n_tasks; t++)
             if (f.p->tasks[t].op == MK_TASK_ATTN_PARTIAL) S = f.p->tasks[t].n_split;
-        CHECKF(S == 3 && mk_plan_kv_nonempty(cases[i].window, LSTEPS, S) == (cases[i].window ? 2u : 3u),
-               "%u KV splits", S);
+        CHECKF(S >= 2 && mk_plan_kv_nonempty(cases[i].window, LSTEPS, S) >= 2,
+               "%u KV splits, %u non-empty at %d positions", S,
+               mk_plan_kv_nonempty(cases[i].window, LSTEPS, S), LSTEPS);
         size_t n = (size_t)LSTEPS * 2, V = (size_t)f.p->cfg.vocab_size;
         int32_t *tok = calloc(n, sizeof *tok);
         float *lg = calloc(n * V, sizeof *lg);

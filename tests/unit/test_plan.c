@@ -233,10 +233,12 @@ static void kv_split_partition(void)
             }
     CHECKF(bad == 0, "%u violations in %u partitions", bad, cases);
     int32_t lo, hi;
-    mk_plan_kv_split(0, 100, 0, 16, &lo, &hi); /* L = 100 on 16 splits: 2 chunks of 64 */
-    CHECK(lo == 36 && hi == 100 && mk_plan_kv_nonempty(0, 100, 16) == 2);
-    mk_plan_kv_split(0, 100, 1, 16, &lo, &hi);
-    CHECK(lo == 0 && hi == 36);
+    mk_plan_kv_split(0, 100, 0, 16, &lo, &hi); /* L = 100 on 16 splits: 7 chunks of 16 */
+    CHECK(lo == 84 && hi == 100 && mk_plan_kv_nonempty(0, 100, 16) == 7);
+    mk_plan_kv_split(0, 100, 6, 16, &lo, &hi);
+    CHECK(lo == 0 && hi == 4);
+    mk_plan_kv_split(0, 1000, 0, 4, &lo, &hi); /* 1,000 on 4 splits: chunks of 256 */
+    CHECK(lo == 744 && hi == 1000 && mk_plan_kv_nonempty(0, 1000, 4) == 4);
 }
 
 /* A small shared-memory budget forces linears into K passes; still within the limit. */
