@@ -100,39 +100,6 @@ struct mk_xsrc {
     const uint16_t *norm_w; /* nullptr: no norm */
 };
 
-/* The whole row in one chunk (the common case): one pass of 16-byte loads puts x * norm_w
- * in shared memory and sums x^2 (one L2 round trip instead of two), then scales by rstd. */
-template <int NB>
-static __device__ void mk_load_row(const struct mk_gpu_args &a, const struct mk_xsrc &src, uint32_t n,
-                            float *xs, struct mk_smem_misc *m)
-{
-    float ss[NB];
-#pragma unroll
-    for (int b = 0; b < NB; b++) {
-        ss[b] = 0.0f;
-        for (uint32_t k = threadIdx.x * 4; k < n; k += blockDim.x * 4) {
-            float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-            if (b < a.batch) v = mk_ld_act4(src.in.p + (size_t)b * n + k);
-            ss[b] += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
-            if (src.norm_w) {
-                uint2 w = __ldg(reinterpret_cast<const uint2 *>(src.norm_w + k));
-                v.x *= __uint_as_float(w.x << 16); v.y *= __uint_as_float(w.x & 0xffff0000u);
-                v.z *= __uint_as_float(w.y << 16); v.w *= __uint_as_float(w.y & 0xffff0000u);
-            }
-            *reinterpret_cast<float4 *>(xs + (size_t)b * n + k) = v;
-        }
-    }
-    if (!src.norm_w) {
-        __syncthreads();
-        return;
-    }
-    mk_rstd_from<NB>(ss, n, a.cfg.rms_norm_eps, m);
-#pragma unroll
-    for (int b = 0; b < NB; b++)
-        for (uint32_t k = threadIdx.x; k < n; k += blockDim.x) xs[(size_t)b * n + k] *= m->rstd[b];
-    __syncthreads();
-}
-
 /* Full GEMV of a task over [k0, k1) in chunks that fit the work area; results in res
  * (and res2) at the start of the work area. */
 template <int NB, bool DUAL>
@@ -153,7 +120,7 @@ static __device__ void mk_gemv(const struct mk_gpu_args &a, const struct mk_xsrc
     *res2_out = res2;
     bool aligned = ((uintptr_t)src.norm_w & 7) == 0 && cols % 4 == 0;
     if (k0 == 0 && k1 == cols && cols <= cmax && src.in.parts == 1 && src.in.n == cols && aligned) {
-        mk_load_row<NB>(a, src, cols, xs, m);
+        mk_load_row<NB, false>(a, src.in, src.norm_w, cols, xs, m); /* the whole row */
         mk_gemv_chunk<NB, DUAL>(W, W2, cols, r0, r1, 0, cols, xs, res, res2, true);
         __syncthreads();
         return;

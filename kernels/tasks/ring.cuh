@@ -266,11 +266,14 @@ static __device__ __forceinline__ uint32_t mk_xs_pos(uint32_t k)
     return g + (e < 4 ? lane * 4 + e : 128 + lane * 4 + (e - 4));
 }
 
-/* xs[b][mk_xs_pos(k)] = x[b, k] (* norm_w[k] * rstd[b] with a norm); rows b >= B zero. */
-template <int NB>
-static __device__ void mk_ring_load_row(const struct mk_gpu_args &a, const struct mk_act &in,
-                                        const uint16_t *norm_w, uint32_t n, float *xs,
-                                        struct mk_smem_misc *m)
+/* A whole activation row into shared memory: xs[b][p(k)] = x[b, k] (* norm_w[k] *
+ * rstd[b] with a norm), rows b >= B zero, p(k) = mk_xs_pos(k) when INTERLEAVED (the
+ * ring's GEMV) else k (the direct GEMV). One pass of 16-byte loads puts x * norm_w in
+ * shared memory and sums x^2 (one L2 round trip instead of two), then scales by rstd. */
+template <int NB, bool INTERLEAVED>
+static __device__ void mk_load_row(const struct mk_gpu_args &a, const struct mk_act &in,
+                                   const uint16_t *norm_w, uint32_t n, float *xs,
+                                   struct mk_smem_misc *m)
 {
     float ss[NB];
 #pragma unroll
@@ -285,7 +288,7 @@ static __device__ void mk_ring_load_row(const struct mk_gpu_args &a, const struc
                 v.x *= __uint_as_float(w.x << 16); v.y *= __uint_as_float(w.x & 0xffff0000u);
                 v.z *= __uint_as_float(w.y << 16); v.w *= __uint_as_float(w.y & 0xffff0000u);
             }
-            *reinterpret_cast<float4 *>(xs + (size_t)b * n + mk_xs_pos(k)) = v;
+            *reinterpret_cast<float4 *>(xs + (size_t)b * n + (INTERLEAVED ? mk_xs_pos(k) : k)) = v;
         }
     }
     if (!norm_w) {
@@ -325,7 +328,7 @@ static __device__ void mk_gemv_ring(const struct mk_gpu_args &a, const struct mk
     *res2_out = res2;
     const char *ring = mk_ring_base(a, smem);
     uint32_t n = m->ring.released; /* stream number of this task's first chunk */
-    mk_ring_load_row<NB>(a, in, norm_w, cols, xs, m);
+    mk_load_row<NB, true>(a, in, norm_w, cols, xs, m);
     if (a.prof != nullptr && threadIdx.x == 0) m->ph[0] = mk_globaltimer();
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     uint32_t par = 0;
@@ -375,7 +378,8 @@ static __device__ void mk_gemv_ring(const struct mk_gpu_args &a, const struct mk
             const uint32_t ra = off / row_bytes, rb = (off + bytes - 1) / row_bytes + 1;
             if (threadIdx.x < (rb - ra) * NB) {
                 const uint32_t r = ra + threadIdx.x / NB, b = threadIdx.x % NB;
-                const uint32_t lo = max(r * row_bytes, off), hi = min((r + 1) * row_bytes, off + bytes);
+                const uint32_t lo = max(r * row_bytes, off);
+                const uint32_t hi = min((r + 1) * row_bytes, off + bytes);
                 float s = 0.0f;
                 for (uint32_t w = (lo - off) / MK_RING_SEG; w < (hi - off) / MK_RING_SEG; w++)
                     s += pb[w * NB + b];
