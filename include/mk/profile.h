@@ -5,7 +5,8 @@
  *   i = 0  wait:  before the task's waits (its SM finished the previous task)
  *   i = 1  ready: after them (every event seen; the task's work starts)
  *   i = 2  end:   after its signals
- *   i = 3  the SM (CTA index) that ran it
+ *   i = 3  the SM (CTA index) that ran it, bits 0..15; for a weight-ring task also ns
+ *          from ready to its activation row (bits 16..39) and on to its GEMV's end (40..63)
  * so wait <= ready <= end. Terms used below:
  *   busy   end - ready          (work + signals)
  *   wait   ready - wait         (time the SM spent in the task's dependency waits)

@@ -109,49 +109,57 @@ static __device__ __forceinline__ const struct mk_task_tables *mk_tabs_cur(void)
     return &m->tabs[m->cur];
 }
 
+/* Slot of weight id w among the running task's w0..w2, or of buffer id b among its in0,
+ * in1, out, aux; -1 for an id the task does not name. */
+static __device__ __forceinline__ int mk_tab_wslot(const struct mk_task_tables *tb, uint32_t w)
+{
+#pragma unroll
+    for (int i = 0; i < 3; i++)
+        if (tb->wid[i] == w) return i;
+    return -1;
+}
+
+static __device__ __forceinline__ int mk_tab_bslot(const struct mk_task_tables *tb, uint32_t b)
+{
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+        if (tb->bid[i] == b) return i;
+    return -1;
+}
+
 static __device__ __forceinline__ uint64_t mk_tab_w_off(const struct mk_gpu_args &a, uint32_t w)
 {
     const struct mk_task_tables *tb = mk_tabs_cur();
-#pragma unroll
-    for (int i = 0; i < 3; i++)
-        if (tb->wid[i] == w) return tb->w_off[i];
-    return a.w_off[w];
+    const int i = mk_tab_wslot(tb, w);
+    return i >= 0 ? tb->w_off[i] : a.w_off[w];
 }
 
 static __device__ __forceinline__ uint32_t mk_tab_w_rows(const struct mk_gpu_args &a, uint32_t w)
 {
     const struct mk_task_tables *tb = mk_tabs_cur();
-#pragma unroll
-    for (int i = 0; i < 3; i++)
-        if (tb->wid[i] == w) return tb->w_rows[i];
-    return a.w_rows[w];
+    const int i = mk_tab_wslot(tb, w);
+    return i >= 0 ? tb->w_rows[i] : a.w_rows[w];
 }
 
 static __device__ __forceinline__ uint32_t mk_tab_w_cols(const struct mk_gpu_args &a, uint32_t w)
 {
     const struct mk_task_tables *tb = mk_tabs_cur();
-#pragma unroll
-    for (int i = 0; i < 3; i++)
-        if (tb->wid[i] == w) return tb->w_cols[i];
-    return a.w_cols[w];
+    const int i = mk_tab_wslot(tb, w);
+    return i >= 0 ? tb->w_cols[i] : a.w_cols[w];
 }
 
 static __device__ __forceinline__ uint64_t mk_tab_b_off(const struct mk_gpu_args &a, uint32_t b)
 {
     const struct mk_task_tables *tb = mk_tabs_cur();
-#pragma unroll
-    for (int i = 0; i < 4; i++)
-        if (tb->bid[i] == b) return tb->b_off[i];
-    return a.buf_off[b];
+    const int i = mk_tab_bslot(tb, b);
+    return i >= 0 ? tb->b_off[i] : a.buf_off[b];
 }
 
 static __device__ __forceinline__ uint64_t mk_tab_b_bytes(const struct mk_gpu_args &a, uint32_t b)
 {
     const struct mk_task_tables *tb = mk_tabs_cur();
-#pragma unroll
-    for (int i = 0; i < 4; i++)
-        if (tb->bid[i] == b) return tb->b_bytes[i];
-    return a.buf_bytes[b];
+    const int i = mk_tab_bslot(tb, b);
+    return i >= 0 ? tb->b_bytes[i] : a.buf_bytes[b];
 }
 
 /* An activation operand: base pointer, row width N, batch B, P partials. */
@@ -274,7 +282,8 @@ static __device__ void mk_block_rstd(const struct mk_act &x, uint32_t n, float e
 
 /* rstd[b] from per-thread sums of squares (fixed order: warp tree, warps in order). */
 template <int NB>
-static __device__ void mk_rstd_from(const float ss[NB], uint32_t n, float eps, struct mk_smem_misc *m)
+static __device__ void mk_rstd_from(const float ss[NB], uint32_t n, float eps,
+                                    struct mk_smem_misc *m)
 {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 #pragma unroll

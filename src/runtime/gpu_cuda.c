@@ -147,8 +147,6 @@ static uint64_t task_smem(const struct mk_plan *p, const struct mk_task *t, int 
         return misc + ((rows * nb + 3) & ~3ull) * 4 + (uint64_t)nb * 8 * 4;
     case MK_TASK_NORM_GATE_UP:
         return misc + ((2 * rows * nb + 3) & ~3ull) * 4 + (uint64_t)nb * 8 * 4;
-    case MK_TASK_QK_ROPE_KV:
-        return misc + (uint64_t)(MK_GPU_THREADS / 32) * 2 * c->head_dim * 4;
     case MK_TASK_ATTN_PARTIAL: {
         uint64_t tiled = attn_tiled_smem(c->head_dim, G, nb);
         uint64_t serial = (uint64_t)2 * G * c->head_dim + (uint64_t)G * MK_GPU_ATTN_CHUNK + 3 * G;
@@ -159,12 +157,9 @@ static uint64_t task_smem(const struct mk_plan *p, const struct mk_task *t, int 
     }
 }
 
-static const char *op_name(uint32_t op)
+static const char *task_op(const struct mk_task *t)
 {
-    static const char *const names[] = {"NOP", "EMBED", "NORM_LINEAR", "LINEAR_RESIDUAL",
-                                        "NORM_GATE_UP", "QK_ROPE_KV", "ATTN_PARTIAL",
-                                        "ATTN_MERGE", "LOGITS", "SAMPLE"};
-    return op < sizeof names / sizeof names[0] ? names[op] : "?";
+    return mk_task_op_name((enum mk_task_op)t->op);
 }
 
 /* Everything the kernel indexes must lie inside its tables and allocations. */
@@ -212,13 +207,13 @@ static enum mk_status check_plan(const struct mk_plan *p, int smem, int nb)
                 return mk_error(MK_ERR_UNSUPPORTED, "gpu: task %u (%s layer %u): rows [%u,%u) "
                                 "K [%u,%u) of %ux%u, expected 16-byte aligned rows and K bounds, cols "
                                 "multiples of 8",
-                                i, op_name(t->op), t->layer, t->r0, t->r1, k0, k1,
+                                i, task_op(t), t->layer, t->r0, t->r1, k0, k1,
                                 p->weights[t->w1].rows, cols);
         }
         uint64_t need = task_smem(p, t, nb) + (nb <= MK_GPU_RING_MAX_NB ? MK_GPU_RING_BYTES : 0);
         if (need > (uint64_t)smem)
             return mk_error(MK_ERR_UNSUPPORTED, "gpu: task %u (%s layer %u) needs %llu bytes of "
-                            "shared memory, the kernel has %d", i, op_name(t->op), t->layer,
+                            "shared memory, the kernel has %d", i, task_op(t), t->layer,
                             (unsigned long long)need, smem);
     }
     for (uint32_t i = 0; i < p->n_waits; i++)
@@ -581,7 +576,7 @@ static enum mk_status timeout_report(const struct mk_gpu *g, const struct mk_gpu
     const struct mk_task *t = d->task < g->plan.n_tasks ? &g->tasks[d->task] : NULL;
     return mk_error(MK_ERR_TIMEOUT, "megakernel: SM %u, task %u (%s, layer %d), step %u: wait on "
                     "event %u expired after %llu ms: expected >= %llu, saw %llu",
-                    d->sm, d->task, t ? op_name(t->op) : "?", t && t->layer != 0xffff ? t->layer : -1,
+                    d->sm, d->task, t ? task_op(t) : "?", t && t->layer != 0xffff ? t->layer : -1,
                     d->step, d->event, (unsigned long long)(g->a.timeout_ns / 1000000),
                     (unsigned long long)d->expected, (unsigned long long)d->seen);
 }

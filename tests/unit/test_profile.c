@@ -72,14 +72,21 @@ static const uint64_t CROSS[8][3] = {
     {1600, 1600, 1700}, {1450, 1450, 1750}, {1700, 1800, 1900}, {1750, 1760, 1800},
 };
 
-static void op_time_idle_waits(void)
+/* The hand-made plan's analysis of two steps of the CROSS records (NULL on failure). */
+static struct mk_profile *analyze_cross(struct mini *m)
 {
-    struct mini m;
-    mini_init(&m);
+    mini_init(m);
     uint64_t rec[8 * MK_PROF_FIELDS];
     fill(rec, 2, CROSS);
     struct mk_profile *pr = NULL;
-    CHECK_OK(mk_profile_analyze(&m.p, rec, 2, &pr));
+    CHECK_OK(mk_profile_analyze(&m->p, rec, 2, &pr));
+    return pr;
+}
+
+static void op_time_idle_waits(void)
+{
+    struct mini m;
+    struct mk_profile *pr = analyze_cross(&m);
     if (!pr) return;
     CHECK(pr->n_steps == 2 && pr->n_sms == 2 && pr->n_tasks == 4);
     CHECK_NEAR(pr->op[MK_TASK_EMBED].busy_ns, 200, 1e-9);
@@ -118,11 +125,7 @@ static void op_time_idle_waits(void)
 static void critical_path_through_producer(void)
 {
     struct mini m;
-    mini_init(&m);
-    uint64_t rec[8 * MK_PROF_FIELDS];
-    fill(rec, 2, CROSS);
-    struct mk_profile *pr = NULL;
-    CHECK_OK(mk_profile_analyze(&m.p, rec, 2, &pr));
+    struct mk_profile *pr = analyze_cross(&m);
     if (!pr) return;
     /* step 0: t1 busy 400, t2 wait 1450 - 1400, busy 150 (600 = 1600 - 1000);
      * step 1: t1 busy 300 (SM 1's predecessor is in step 0: the path starts), t2 50 + 100 */
