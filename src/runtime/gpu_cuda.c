@@ -120,10 +120,11 @@ static int attn_rows(int fixed, int per_row)
     return ch < MK_GPU_ATTN_CHUNK ? ch : MK_GPU_ATTN_CHUNK;
 }
 
-/* Its work-area bytes; 0 where the kernel takes the serial path. */
+/* Its work-area bytes; 0 where the kernel takes the serial path (every bucket below 8,
+ * mk_task_attn_partial). */
 static uint64_t attn_tiled_smem(int D, int G, int nb)
 {
-    if (D % 8 || D < 8 || D > 256) return 0;
+    if (nb < 8 || D % 8 || D < 8 || D > 256) return 0;
     int items = nb * G * (D / 8), per_row = nb * (2 * (2 * D + 16) + 4 * G);
     int rsl = 2 * items >= MK_GPU_THREADS ? 1 : MK_GPU_THREADS / items;
     if (rsl > 16) rsl = 16;
