@@ -177,8 +177,36 @@ static __device__ __forceinline__ struct mk_act mk_act_of(const struct mk_gpu_ar
     x.p = reinterpret_cast<const float *>(a.arena + mk_tab_b_off(a, buf));
     x.n = n;
     x.batch = (uint32_t)a.batch;
-    uint64_t one = (uint64_t)a.batch * n * 4u;
-    uint64_t parts = one ? mk_tab_b_bytes(a, buf) / one : 1;
+    const uint64_t one = (uint64_t)a.batch * n * 4u, bytes = mk_tab_b_bytes(a, buf);
+    const uint64_t parts = bytes == one || !one ? 1 : bytes / one; /* no division: 1 part */
+    x.parts = parts ? (uint32_t)parts : 1u;
+    return x;
+}
+
+/* The running task's own operands by their place in its descriptor (weights w0..w2,
+ * buffers in0, in1, out, aux = 0..3), read straight from its resolved entries: a body
+ * that knows which operand it wants skips mk_tab_*'s search by id (a task's code between
+ * its wait and its first load is on the critical path). */
+static __device__ __forceinline__ const uint16_t *mk_own_weight(const struct mk_gpu_args &a, int i)
+{
+    return reinterpret_cast<const uint16_t *>(a.weights + mk_tabs_cur()->w_off[i]);
+}
+
+static __device__ __forceinline__ float *mk_own_buf(const struct mk_gpu_args &a, int i)
+{
+    return reinterpret_cast<float *>(a.arena + mk_tabs_cur()->b_off[i]);
+}
+
+static __device__ __forceinline__ struct mk_act mk_own_act(const struct mk_gpu_args &a, int i,
+                                                           uint32_t n)
+{
+    const struct mk_task_tables *tb = mk_tabs_cur();
+    struct mk_act x;
+    x.p = reinterpret_cast<const float *>(a.arena + tb->b_off[i]);
+    x.n = n;
+    x.batch = (uint32_t)a.batch;
+    const uint64_t one = (uint64_t)a.batch * n * 4u, bytes = tb->b_bytes[i];
+    const uint64_t parts = bytes == one || !one ? 1 : bytes / one;
     x.parts = parts ? (uint32_t)parts : 1u;
     return x;
 }

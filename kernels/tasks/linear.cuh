@@ -151,7 +151,8 @@ static __device__ void mk_gemv_task(const struct mk_gpu_args &a, const struct mk
                                     const uint16_t *W2, uint32_t cols, uint32_t k0, uint32_t k1,
                                     char *smem, float **res, float **res2)
 {
-    const struct mk_ring_geom g = mk_ring_geometry<NB>(a, t, *mk_tabs_cur());
+    const struct mk_smem_misc *m = mk_misc(smem);
+    const struct mk_ring_geom g = m->geom[m->cur]; /* the fetching thread's, a task ahead */
     if (g.chunks)
         mk_gemv_ring<NB>(a, t, g, src.in, src.norm_w, smem, res, res2);
     else
@@ -162,7 +163,7 @@ static __device__ void mk_gemv_task(const struct mk_gpu_args &a, const struct mk
 static __device__ __forceinline__ float *mk_linear_dst(const struct mk_gpu_args &a,
                                                 const struct mk_task &t, uint32_t n)
 {
-    float *o = mk_buf(a, t.out);
+    float *o = mk_own_buf(a, 2);
     if (t.n_split > 1) o += (size_t)t.split * a.batch * n;
     return o;
 }
@@ -171,12 +172,13 @@ template <int NB>
 static __device__ void mk_task_norm_linear(const struct mk_gpu_args &a, const struct mk_task &t,
                                     char *smem)
 {
-    const uint16_t *W = mk_weight(a, t.w1);
-    uint32_t rows = mk_tab_w_rows(a, t.w1), cols = mk_tab_w_cols(a, t.w1);
-    struct mk_xsrc src = {mk_act_of(a, t.in0, cols), t.w0 != MK_NONE ? mk_weight(a, t.w0) : nullptr};
+    const struct mk_task_tables *tb = mk_tabs_cur();
+    const uint16_t *W = mk_own_weight(a, 1);
+    uint32_t rows = tb->w_rows[1], cols = tb->w_cols[1];
+    struct mk_xsrc src = {mk_own_act(a, 0, cols), t.w0 != MK_NONE ? mk_own_weight(a, 0) : nullptr};
     float *res, *res2;
     mk_gemv_task<NB, false>(a, t, src, W, nullptr, cols, t.k0, t.k1, smem, &res, &res2);
-    const uint16_t *bias = (t.w2 != MK_NONE && t.split == 0) ? mk_weight(a, t.w2) : nullptr;
+    const uint16_t *bias = (t.w2 != MK_NONE && t.split == 0) ? mk_own_weight(a, 2) : nullptr;
     float *o = mk_linear_dst(a, t, rows);
     uint32_t nrows = t.r1 - t.r0;
     for (uint32_t i = threadIdx.x; i < nrows * (uint32_t)a.batch; i += blockDim.x) {
@@ -191,12 +193,13 @@ template <int NB>
 static __device__ void mk_task_linear_residual(const struct mk_gpu_args &a, const struct mk_task &t,
                                         char *smem)
 {
-    const uint16_t *W = mk_weight(a, t.w1);
-    uint32_t rows = mk_tab_w_rows(a, t.w1), cols = mk_tab_w_cols(a, t.w1);
-    struct mk_xsrc src = {mk_act_of(a, t.in0, cols), nullptr};
+    const struct mk_task_tables *tb = mk_tabs_cur();
+    const uint16_t *W = mk_own_weight(a, 1);
+    uint32_t rows = tb->w_rows[1], cols = tb->w_cols[1];
+    struct mk_xsrc src = {mk_own_act(a, 0, cols), nullptr};
     float *res, *res2;
     mk_gemv_task<NB, false>(a, t, src, W, nullptr, cols, t.k0, t.k1, smem, &res, &res2);
-    struct mk_act resid = mk_act_of(a, t.in1, rows);
+    struct mk_act resid = mk_own_act(a, 1, rows);
     float *o = mk_linear_dst(a, t, rows);
     uint32_t nrows = t.r1 - t.r0;
     for (uint32_t i = threadIdx.x; i < nrows * (uint32_t)a.batch; i += blockDim.x) {
@@ -211,12 +214,13 @@ template <int NB>
 static __device__ void mk_task_norm_gate_up(const struct mk_gpu_args &a, const struct mk_task &t,
                                      char *smem)
 {
-    const uint16_t *Wg = mk_weight(a, t.w1), *Wu = mk_weight(a, t.w2);
-    uint32_t rows = mk_tab_w_rows(a, t.w1), cols = mk_tab_w_cols(a, t.w1);
-    struct mk_xsrc src = {mk_act_of(a, t.in0, cols), t.w0 != MK_NONE ? mk_weight(a, t.w0) : nullptr};
+    const struct mk_task_tables *tb = mk_tabs_cur();
+    const uint16_t *Wg = mk_own_weight(a, 1), *Wu = mk_own_weight(a, 2);
+    uint32_t rows = tb->w_rows[1], cols = tb->w_cols[1];
+    struct mk_xsrc src = {mk_own_act(a, 0, cols), t.w0 != MK_NONE ? mk_own_weight(a, 0) : nullptr};
     float *g, *u;
     mk_gemv_task<NB, true>(a, t, src, Wg, Wu, cols, t.k0, t.k1, smem, &g, &u);
-    float *o = mk_buf(a, t.out);
+    float *o = mk_own_buf(a, 2);
     uint32_t nrows = t.r1 - t.r0;
     for (uint32_t i = threadIdx.x; i < nrows * (uint32_t)a.batch; i += blockDim.x) {
         uint32_t b = i / nrows, r = t.r0 + i % nrows;
@@ -232,12 +236,13 @@ template <int NB>
 static __device__ void mk_task_logits(const struct mk_gpu_args &a, const struct mk_task &t, char *smem)
 {
     struct mk_smem_misc *m = mk_misc(smem);
-    const uint16_t *W = mk_weight(a, t.w1);
-    uint32_t rows = mk_tab_w_rows(a, t.w1), cols = mk_tab_w_cols(a, t.w1);
-    struct mk_xsrc src = {mk_act_of(a, t.in0, cols), t.w0 != MK_NONE ? mk_weight(a, t.w0) : nullptr};
+    const struct mk_task_tables *tb = mk_tabs_cur();
+    const uint16_t *W = mk_own_weight(a, 1);
+    uint32_t rows = tb->w_rows[1], cols = tb->w_cols[1];
+    struct mk_xsrc src = {mk_own_act(a, 0, cols), t.w0 != MK_NONE ? mk_own_weight(a, 0) : nullptr};
     float *res, *res2;
     mk_gemv_task<NB, false>(a, t, src, W, nullptr, cols, 0, cols, smem, &res, &res2);
-    float *o = mk_buf(a, t.out);
+    float *o = mk_own_buf(a, 2);
     uint32_t nrows = t.r1 - t.r0;
     for (uint32_t i = threadIdx.x; i < nrows * (uint32_t)a.batch; i += blockDim.x) {
         uint32_t b = i / nrows, r = t.r0 + i % nrows;
@@ -271,7 +276,7 @@ static __device__ void mk_task_logits(const struct mk_gpu_args &a, const struct 
             if (v > best || (v == best && i < bi)) { best = v; bi = i; }
         }
         if (bi == 0x7fffffff) bi = (int)t.r0; /* every logit NaN: keep a valid id */
-        char *aux = a.arena + mk_tab_b_off(a, t.aux) + ((size_t)t.split * a.batch + b) * 8;
+        char *aux = reinterpret_cast<char *>(mk_own_buf(a, 3)) + ((size_t)t.split * a.batch + b) * 8;
         reinterpret_cast<float *>(aux)[0] = best;
         reinterpret_cast<int *>(aux)[1] = bi;
     }

@@ -319,7 +319,7 @@ static __device__ void mk_gemv_ring(const struct mk_gpu_args &a, const struct mk
     struct mk_smem_misc *m = mk_misc(smem);
     const bool dual = t.op == MK_TASK_NORM_GATE_UP;
     const uint32_t row_bytes = geom.row_bytes, mat_bytes = geom.mat_bytes, nmat = geom.nmat;
-    const uint32_t cols = row_bytes / 2, nrows = mat_bytes / row_bytes;
+    const uint32_t cols = row_bytes / 2, nrows = t.r1 - t.r0; /* mat_bytes = nrows row_bytes */
     float *res = reinterpret_cast<float *>(smem + MK_SMEM_MISC);
     float *res2 = res + (size_t)nrows * NB;
     float *xs = res + mk_ring_res_floats(nrows, NB, dual);
