@@ -30,7 +30,7 @@ struct mk_ring_geom {
 /* The plan-table entries a task reads (its weights' offsets and shapes, its buffers'
  * offsets and sizes), resolved from global memory by the thread that fetches the task's
  * descriptor ahead of time, so that the task itself finds them in shared memory instead
- * of paying L2 round trips after its waits (mk_tab_*). */
+ * of paying L2 round trips after its waits (mk_own_*). */
 struct mk_task_tables {
     uint32_t wid[3], bid[4];      /* t.w0..w2, t.in0, in1, out, aux (MK_NONE: unused) */
     uint32_t w_rows[3], w_cols[3];
@@ -100,66 +100,12 @@ static __device__ __forceinline__ void mk_tables_fetch(const struct mk_gpu_args 
     }
 }
 
-/* The running task's resolved entries (misc->cur), falling back to the global tables for
- * an id the task does not name. */
+/* The running task's resolved entries (misc->cur). */
 static __device__ __forceinline__ const struct mk_task_tables *mk_tabs_cur(void)
 {
     extern __shared__ __align__(16) char mk_dyn_smem[];
     const struct mk_smem_misc *m = reinterpret_cast<const struct mk_smem_misc *>(mk_dyn_smem);
     return &m->tabs[m->cur];
-}
-
-/* Slot of weight id w among the running task's w0..w2, or of buffer id b among its in0,
- * in1, out, aux; -1 for an id the task does not name. */
-static __device__ __forceinline__ int mk_tab_wslot(const struct mk_task_tables *tb, uint32_t w)
-{
-#pragma unroll
-    for (int i = 0; i < 3; i++)
-        if (tb->wid[i] == w) return i;
-    return -1;
-}
-
-static __device__ __forceinline__ int mk_tab_bslot(const struct mk_task_tables *tb, uint32_t b)
-{
-#pragma unroll
-    for (int i = 0; i < 4; i++)
-        if (tb->bid[i] == b) return i;
-    return -1;
-}
-
-static __device__ __forceinline__ uint64_t mk_tab_w_off(const struct mk_gpu_args &a, uint32_t w)
-{
-    const struct mk_task_tables *tb = mk_tabs_cur();
-    const int i = mk_tab_wslot(tb, w);
-    return i >= 0 ? tb->w_off[i] : a.w_off[w];
-}
-
-static __device__ __forceinline__ uint32_t mk_tab_w_rows(const struct mk_gpu_args &a, uint32_t w)
-{
-    const struct mk_task_tables *tb = mk_tabs_cur();
-    const int i = mk_tab_wslot(tb, w);
-    return i >= 0 ? tb->w_rows[i] : a.w_rows[w];
-}
-
-static __device__ __forceinline__ uint32_t mk_tab_w_cols(const struct mk_gpu_args &a, uint32_t w)
-{
-    const struct mk_task_tables *tb = mk_tabs_cur();
-    const int i = mk_tab_wslot(tb, w);
-    return i >= 0 ? tb->w_cols[i] : a.w_cols[w];
-}
-
-static __device__ __forceinline__ uint64_t mk_tab_b_off(const struct mk_gpu_args &a, uint32_t b)
-{
-    const struct mk_task_tables *tb = mk_tabs_cur();
-    const int i = mk_tab_bslot(tb, b);
-    return i >= 0 ? tb->b_off[i] : a.buf_off[b];
-}
-
-static __device__ __forceinline__ uint64_t mk_tab_b_bytes(const struct mk_gpu_args &a, uint32_t b)
-{
-    const struct mk_task_tables *tb = mk_tabs_cur();
-    const int i = mk_tab_bslot(tb, b);
-    return i >= 0 ? tb->b_bytes[i] : a.buf_bytes[b];
 }
 
 /* An activation operand: base pointer, row width N, batch B, P partials. */
@@ -170,23 +116,12 @@ struct mk_act {
     uint32_t batch;
 };
 
-static __device__ __forceinline__ struct mk_act mk_act_of(const struct mk_gpu_args &a, uint32_t buf,
-                                                   uint32_t n)
-{
-    struct mk_act x;
-    x.p = reinterpret_cast<const float *>(a.arena + mk_tab_b_off(a, buf));
-    x.n = n;
-    x.batch = (uint32_t)a.batch;
-    const uint64_t one = (uint64_t)a.batch * n * 4u, bytes = mk_tab_b_bytes(a, buf);
-    const uint64_t parts = bytes == one || !one ? 1 : bytes / one; /* no division: 1 part */
-    x.parts = parts ? (uint32_t)parts : 1u;
-    return x;
-}
-
-/* The running task's own operands by their place in its descriptor (weights w0..w2,
- * buffers in0, in1, out, aux = 0..3), read straight from its resolved entries: a body
- * that knows which operand it wants skips mk_tab_*'s search by id (a task's code between
- * its wait and its first load is on the critical path). */
+/* The running task's own operands by their place in its descriptor (weights w0..w2 =
+ * 0..2, buffers in0, in1, out, aux = 0..3), read straight from its resolved entries with
+ * no search by id: the code between a task's wait and its first load is on the critical
+ * path (ncu: 248 instructions per warp there in NORM_LINEAR when the operands were looked
+ * up by id and the ring geometry recomputed; ~0.7 us per task). An activation's number of
+ * partials divides only when there is more than one. */
 static __device__ __forceinline__ const uint16_t *mk_own_weight(const struct mk_gpu_args &a, int i)
 {
     return reinterpret_cast<const uint16_t *>(a.weights + mk_tabs_cur()->w_off[i]);
@@ -218,16 +153,6 @@ static __device__ __forceinline__ float mk_act_get(const struct mk_act &x, uint3
     float v = mk_ld_act(p);
     for (uint32_t i = 1; i < x.parts; i++) v += mk_ld_act(p + (size_t)i * x.batch * x.n);
     return v;
-}
-
-static __device__ __forceinline__ float *mk_buf(const struct mk_gpu_args &a, uint32_t buf)
-{
-    return reinterpret_cast<float *>(a.arena + mk_tab_b_off(a, buf));
-}
-
-static __device__ __forceinline__ const uint16_t *mk_weight(const struct mk_gpu_args &a, uint32_t w)
-{
-    return reinterpret_cast<const uint16_t *>(a.weights + mk_tab_w_off(a, w));
 }
 
 static __device__ __forceinline__ float mk_bf16f(uint16_t v)
