@@ -382,10 +382,10 @@ static __device__ void mk_attn_partial_serial(const struct mk_gpu_args &a, const
     float *acc = q + GD, *p = acc + GD, *mx = p + G * MK_ATTN_CHUNK;
     float *sum = mx + G, *corr = sum + G;
     const float scale = rsqrtf((float)D);
-    struct mk_act in = mk_own_act(a, 0, (uint32_t)(nh + 2 * nkv) * D);
+    struct mk_act in = mk_own_act(a, MK_IN0, (uint32_t)(nh + 2 * nkv) * D);
     const uint16_t *qn = t.w0 != MK_NONE ? mk_own_weight(a, 0) : nullptr;
     const uint16_t *kn = t.w1 != MK_NONE ? mk_own_weight(a, 1) : nullptr;
-    float *part = mk_own_buf(a, 2);
+    float *part = mk_own_buf(a, MK_OUT);
     __nv_bfloat16 *kv = reinterpret_cast<__nv_bfloat16 *>(a.kv);
     for (int b = 0; b < a.batch; b++) {
         int pos = __ldcg(a.pos + b), lo, hi;
@@ -481,7 +481,7 @@ static __device__ void mk_attn_partial_tiled(const struct mk_gpu_args &a, const 
     float *mx = reinterpret_cast<float *>(w + s.o_m), *sm = reinterpret_cast<float *>(w + s.o_l);
     float *cf = reinterpret_cast<float *>(w + s.o_cf);
     int *slo = reinterpret_cast<int *>(w + s.o_lo), *shi = reinterpret_cast<int *>(w + s.o_hi);
-    const struct mk_act in = mk_own_act(a, 0, (uint32_t)(nh + 2 * nkv) * D);
+    const struct mk_act in = mk_own_act(a, MK_IN0, (uint32_t)(nh + 2 * nkv) * D);
     const uint16_t *qn = t.w0 != MK_NONE ? mk_own_weight(a, 0) : nullptr;
     const uint16_t *kn = t.w1 != MK_NONE ? mk_own_weight(a, 1) : nullptr;
     /* Roles: thread u of tpb copies the rows of sequence cb; warp steps ws = warp, + 16, ...
@@ -540,7 +540,7 @@ static __device__ void mk_attn_partial_tiled(const struct mk_gpu_args &a, const 
         }
     }
     asm volatile("cp.async.wait_all;" ::: "memory"); /* (round R has no rows) */
-    float *part = mk_own_buf(a, 2);
+    float *part = mk_own_buf(a, MK_OUT);
     const int D2 = D + 2;
     for (int x = tid; x < B * G * D2; x += MK_GPU_THREADS) {
         const int bg = x / D2, d = x - bg * D2, b = bg / G;
@@ -554,8 +554,8 @@ static __device__ void mk_attn_merge_tiled(const struct mk_gpu_args &a, const st
     const int D = a.cfg.head_dim, nh = a.cfg.n_heads, nkv = a.cfg.n_kv_heads;
     const int G = nh / nkv, h = (int)t.r0, B = a.batch, D2 = D + 2, nq = (D + 3) / 4;
     const int ns = t.n_split > 0 ? t.n_split : 1;
-    const float *part = mk_own_buf(a, 0);
-    float *out = mk_own_buf(a, 2);
+    const float *part = mk_own_buf(a, MK_IN0);
+    float *out = mk_own_buf(a, MK_OUT);
     const size_t split_stride = (size_t)B * nh * D2;
     /* Thread per (b, head, elements d .. d + 3; D is even, d + 2 and d + 3 exist when
      * d + 2 < D): pos, then every non-empty split's max, sum and acc of the first 8 at
@@ -623,8 +623,8 @@ static __device__ void mk_attn_merge_serial(const struct mk_gpu_args &a, const s
     const int D = a.cfg.head_dim, nh = a.cfg.n_heads, nkv = a.cfg.n_kv_heads;
     const int G = nh / nkv, h = (int)t.r0, GD = G * D;
     const int ns = t.n_split > 0 ? t.n_split : 1;
-    const float *part = mk_own_buf(a, 0);
-    float *out = mk_own_buf(a, 2);
+    const float *part = mk_own_buf(a, MK_IN0);
+    float *out = mk_own_buf(a, MK_OUT);
     for (int i = threadIdx.x; i < a.batch * GD; i += blockDim.x) {
         int b = i / GD, g = (i % GD) / D, d = i % D;
         int head = h * G + g;

@@ -116,8 +116,11 @@ struct mk_act {
     uint32_t batch;
 };
 
+/* Places of a task's buffers in its descriptor (and in struct mk_task_tables). */
+enum { MK_IN0 = 0, MK_IN1 = 1, MK_OUT = 2, MK_AUX = 3 };
+
 /* The running task's own operands by their place in its descriptor (weights w0..w2 =
- * 0..2, buffers in0, in1, out, aux = 0..3), read straight from its resolved entries with
+ * 0..2, buffers MK_IN0 .. MK_AUX), read straight from its resolved entries with
  * no search by id: the code between a task's wait and its first load is on the critical
  * path (ncu: 248 instructions per warp there in NORM_LINEAR when the operands were looked
  * up by id and the ring geometry recomputed; ~0.7 us per task). An activation's number of

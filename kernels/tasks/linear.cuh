@@ -163,7 +163,7 @@ static __device__ void mk_gemv_task(const struct mk_gpu_args &a, const struct mk
 static __device__ __forceinline__ float *mk_linear_dst(const struct mk_gpu_args &a,
                                                 const struct mk_task &t, uint32_t n)
 {
-    float *o = mk_own_buf(a, 2);
+    float *o = mk_own_buf(a, MK_OUT);
     if (t.n_split > 1) o += (size_t)t.split * a.batch * n;
     return o;
 }
@@ -175,7 +175,7 @@ static __device__ void mk_task_norm_linear(const struct mk_gpu_args &a, const st
     const struct mk_task_tables *tb = mk_tabs_cur();
     const uint16_t *W = mk_own_weight(a, 1);
     uint32_t rows = tb->w_rows[1], cols = tb->w_cols[1];
-    struct mk_xsrc src = {mk_own_act(a, 0, cols), t.w0 != MK_NONE ? mk_own_weight(a, 0) : nullptr};
+    struct mk_xsrc src = {mk_own_act(a, MK_IN0, cols), t.w0 != MK_NONE ? mk_own_weight(a, 0) : nullptr};
     float *res, *res2;
     mk_gemv_task<NB, false>(a, t, src, W, nullptr, cols, t.k0, t.k1, smem, &res, &res2);
     const uint16_t *bias = (t.w2 != MK_NONE && t.split == 0) ? mk_own_weight(a, 2) : nullptr;
@@ -196,10 +196,10 @@ static __device__ void mk_task_linear_residual(const struct mk_gpu_args &a, cons
     const struct mk_task_tables *tb = mk_tabs_cur();
     const uint16_t *W = mk_own_weight(a, 1);
     uint32_t rows = tb->w_rows[1], cols = tb->w_cols[1];
-    struct mk_xsrc src = {mk_own_act(a, 0, cols), nullptr};
+    struct mk_xsrc src = {mk_own_act(a, MK_IN0, cols), nullptr};
     float *res, *res2;
     mk_gemv_task<NB, false>(a, t, src, W, nullptr, cols, t.k0, t.k1, smem, &res, &res2);
-    struct mk_act resid = mk_own_act(a, 1, rows);
+    struct mk_act resid = mk_own_act(a, MK_IN1, rows);
     float *o = mk_linear_dst(a, t, rows);
     uint32_t nrows = t.r1 - t.r0;
     for (uint32_t i = threadIdx.x; i < nrows * (uint32_t)a.batch; i += blockDim.x) {
@@ -217,10 +217,10 @@ static __device__ void mk_task_norm_gate_up(const struct mk_gpu_args &a, const s
     const struct mk_task_tables *tb = mk_tabs_cur();
     const uint16_t *Wg = mk_own_weight(a, 1), *Wu = mk_own_weight(a, 2);
     uint32_t rows = tb->w_rows[1], cols = tb->w_cols[1];
-    struct mk_xsrc src = {mk_own_act(a, 0, cols), t.w0 != MK_NONE ? mk_own_weight(a, 0) : nullptr};
+    struct mk_xsrc src = {mk_own_act(a, MK_IN0, cols), t.w0 != MK_NONE ? mk_own_weight(a, 0) : nullptr};
     float *g, *u;
     mk_gemv_task<NB, true>(a, t, src, Wg, Wu, cols, t.k0, t.k1, smem, &g, &u);
-    float *o = mk_own_buf(a, 2);
+    float *o = mk_own_buf(a, MK_OUT);
     uint32_t nrows = t.r1 - t.r0;
     for (uint32_t i = threadIdx.x; i < nrows * (uint32_t)a.batch; i += blockDim.x) {
         uint32_t b = i / nrows, r = t.r0 + i % nrows;
@@ -239,10 +239,10 @@ static __device__ void mk_task_logits(const struct mk_gpu_args &a, const struct 
     const struct mk_task_tables *tb = mk_tabs_cur();
     const uint16_t *W = mk_own_weight(a, 1);
     uint32_t rows = tb->w_rows[1], cols = tb->w_cols[1];
-    struct mk_xsrc src = {mk_own_act(a, 0, cols), t.w0 != MK_NONE ? mk_own_weight(a, 0) : nullptr};
+    struct mk_xsrc src = {mk_own_act(a, MK_IN0, cols), t.w0 != MK_NONE ? mk_own_weight(a, 0) : nullptr};
     float *res, *res2;
     mk_gemv_task<NB, false>(a, t, src, W, nullptr, cols, 0, cols, smem, &res, &res2);
-    float *o = mk_own_buf(a, 2);
+    float *o = mk_own_buf(a, MK_OUT);
     uint32_t nrows = t.r1 - t.r0;
     for (uint32_t i = threadIdx.x; i < nrows * (uint32_t)a.batch; i += blockDim.x) {
         uint32_t b = i / nrows, r = t.r0 + i % nrows;
@@ -276,7 +276,7 @@ static __device__ void mk_task_logits(const struct mk_gpu_args &a, const struct 
             if (v > best || (v == best && i < bi)) { best = v; bi = i; }
         }
         if (bi == 0x7fffffff) bi = (int)t.r0; /* every logit NaN: keep a valid id */
-        char *aux = reinterpret_cast<char *>(mk_own_buf(a, 3)) + ((size_t)t.split * a.batch + b) * 8;
+        char *aux = reinterpret_cast<char *>(mk_own_buf(a, MK_AUX)) + ((size_t)t.split * a.batch + b) * 8;
         reinterpret_cast<float *>(aux)[0] = best;
         reinterpret_cast<int *>(aux)[1] = bi;
     }

@@ -23,7 +23,7 @@ static __device__ void mk_task_embed(const struct mk_gpu_args &a, const struct m
 {
     const uint16_t *E = mk_own_weight(a, 0);
     uint32_t H = mk_tabs_cur()->w_cols[0], n = t.r1 - t.r0;
-    float *x = mk_own_buf(a, 2);
+    float *x = mk_own_buf(a, MK_OUT);
     for (uint32_t i = threadIdx.x; i < n * (uint32_t)a.batch; i += blockDim.x) {
         uint32_t b = i / n, r = t.r0 + i % n;
         int tok = __ldcg(a.tokens + b);
@@ -42,7 +42,7 @@ static __device__ __forceinline__ bool mk_is_stop(const struct mk_gpu_seq &s, in
  * lowest id (earlier partials hold lower ids). */
 static __device__ int mk_argmax_partials(const struct mk_gpu_args &a, const struct mk_task &t, int b)
 {
-    const char *aux = reinterpret_cast<const char *>(mk_own_buf(a, 1));
+    const char *aux = reinterpret_cast<const char *>(mk_own_buf(a, MK_IN1));
     float best = -CUDART_INF_F;
     int tok = -1;
     for (int i = 0; i < (t.n_split > 0 ? t.n_split : 1); i++) {
@@ -93,7 +93,7 @@ static __device__ void mk_task_sample(const struct mk_gpu_args &a, const struct 
         int n = __ldcg(a.pos + b) + 1;
         int tok = -1;
         if (n >= s.prompt_len && s.temperature > 0.0f)
-            tok = mk_sample_seq(mk_own_buf(a, 0) + (size_t)b * V, V, s,
+            tok = mk_sample_seq(mk_own_buf(a, MK_IN0) + (size_t)b * V, V, s,
                                 (uint32_t)__ldcg(a.n_gen + b), m);
         if (threadIdx.x == 0) mk_sample_commit(a, b, n, tok >= 0 ? tok : mk_argmax_partials(a, t, b), step);
         __syncthreads();
