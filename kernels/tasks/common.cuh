@@ -32,7 +32,7 @@ struct mk_ring_geom {
  * descriptor ahead of time, so that the task itself finds them in shared memory instead
  * of paying L2 round trips after its waits (mk_own_*). */
 struct mk_task_tables {
-    uint32_t wid[3], bid[4];      /* t.w0..w2, t.in0, in1, out, aux (MK_NONE: unused) */
+    uint32_t wid[3];              /* t.w0..w2 (MK_NONE: unused); buffers by place MK_IN0.. */
     uint32_t w_rows[3], w_cols[3];
     uint64_t w_off[3];
     uint64_t b_off[4], b_bytes[4];
@@ -93,7 +93,6 @@ static __device__ __forceinline__ void mk_tables_fetch(const struct mk_gpu_args 
     }
 #pragma unroll
     for (int i = 0; i < 4; i++) {
-        tb->bid[i] = b[i];
         const bool ok = b[i] != MK_NONE;
         tb->b_off[i] = ok ? a.buf_off[b[i]] : 0;
         tb->b_bytes[i] = ok ? a.buf_bytes[b[i]] : 0;
