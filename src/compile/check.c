@@ -87,7 +87,8 @@ static enum mk_status check_memory(const struct mk_plan *p)
         const struct mk_plan_weight *w = &p->weights[i];
         uint64_t bytes = (uint64_t)w->rows * w->cols * 2;
         if (w->view_parts) {
-            if (i + w->view_parts >= p->n_weights) return BAD("weight %u (%s): view parts missing", i, w->name);
+            if ((uint64_t)i + w->view_parts >= p->n_weights) /* 64-bit: no wrap past 2^32 */
+                return BAD("weight %u (%s): view parts missing", i, w->name);
             bytes = 0;
             for (uint32_t j = 1; j <= w->view_parts; j++) {
                 const struct mk_plan_weight *q = &p->weights[i + j];

@@ -340,6 +340,13 @@ static void checker_rejects_broken_plans(void)
     CHECK(mk_plan_check(p) == MK_ERR_FORMAT);
     CHECK(strstr(mk_errmsg(), "shared memory") != NULL);
     p->target.smem_per_block = smem;
+    /* a view count that wraps i + view_parts past 2^32 (fuzz_plan found it reading past
+     * the weight table) */
+    uint32_t vp = p->weights[1].view_parts;
+    p->weights[1].view_parts = UINT32_MAX;
+    CHECK(mk_plan_check(p) == MK_ERR_FORMAT);
+    CHECKF(strstr(mk_errmsg(), "view parts missing") != NULL, "%s", mk_errmsg());
+    p->weights[1].view_parts = vp;
     p->prog_tasks[0] = p->prog_tasks[1];
     CHECK(mk_plan_check(p) == MK_ERR_FORMAT);
     mk_plan_free(p);
