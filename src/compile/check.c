@@ -74,18 +74,35 @@ static enum mk_status check_tables(const struct mk_plan *p)
     return s;
 }
 
+/* a * b * c * d, or UINT64_MAX where it does not fit in 64 bits (a loaded plan's sizes
+ * are untrusted: a wrapped product could pass a bounds check). */
+static uint64_t mul4(uint64_t a, uint64_t b, uint64_t c, uint64_t d)
+{
+    uint64_t r;
+    if (__builtin_mul_overflow(a, b, &r) || __builtin_mul_overflow(r, c, &r) ||
+        __builtin_mul_overflow(r, d, &r))
+        return UINT64_MAX;
+    return r;
+}
+
+/* [offset, offset + bytes) inside [0, cap), without the sum wrapping past 2^64. */
+static bool inside(uint64_t offset, uint64_t bytes, uint64_t cap)
+{
+    return bytes <= cap && offset <= cap - bytes;
+}
+
 static enum mk_status check_memory(const struct mk_plan *p)
 {
     uint64_t B = (uint64_t)p->target.batch;
     for (uint32_t i = 0; i < p->n_buffers; i++) {
         const struct mk_buffer *b = &p->buffers[i];
-        if (b->offset % 256 || b->bytes != (uint64_t)b->outer * B * b->cols * 4 ||
-            b->offset + b->bytes > p->arena_bytes || !b->cols || !b->outer)
+        if (b->offset % 256 || b->bytes != mul4(b->outer, B, b->cols, 4) ||
+            !inside(b->offset, b->bytes, p->arena_bytes) || !b->cols || !b->outer)
             return BAD("buffer %u (%s): layout or offset outside the arena", i, b->name);
     }
     for (uint32_t i = 0; i < p->n_weights; i++) {
         const struct mk_plan_weight *w = &p->weights[i];
-        uint64_t bytes = (uint64_t)w->rows * w->cols * 2;
+        uint64_t bytes = mul4(w->rows, w->cols, 2, 1);
         if (w->view_parts) {
             if ((uint64_t)i + w->view_parts >= p->n_weights) /* 64-bit: no wrap past 2^32 */
                 return BAD("weight %u (%s): view parts missing", i, w->name);
@@ -94,13 +111,14 @@ static enum mk_status check_memory(const struct mk_plan *p)
                 const struct mk_plan_weight *q = &p->weights[i + j];
                 if (q->offset != w->offset + bytes || q->view_parts)
                     return BAD("weight %u (%s): view parts not back to back", i, w->name);
-                bytes += (uint64_t)q->rows * q->cols * 2;
+                if (__builtin_add_overflow(bytes, mul4(q->rows, q->cols, 2, 1), &bytes))
+                    return BAD("weight %u (%s): view size", i, w->name);
             }
-            if (bytes != (uint64_t)w->rows * w->cols * 2) return BAD("weight %u (%s): view size", i, w->name);
+            if (bytes != mul4(w->rows, w->cols, 2, 1)) return BAD("weight %u (%s): view size", i, w->name);
         } else if (w->offset % 16) {
             return BAD("weight %u (%s): offset not 16-byte aligned", i, w->name);
         }
-        if (w->offset + bytes > p->weight_bytes) return BAD("weight %u (%s): outside the allocation", i, w->name);
+        if (!inside(w->offset, bytes, p->weight_bytes)) return BAD("weight %u (%s): outside the allocation", i, w->name);
     }
     return MK_OK;
 }

@@ -347,6 +347,15 @@ static void checker_rejects_broken_plans(void)
     CHECK(mk_plan_check(p) == MK_ERR_FORMAT);
     CHECKF(strstr(mk_errmsg(), "view parts missing") != NULL, "%s", mk_errmsg());
     p->weights[1].view_parts = vp;
+    /* offsets whose sum with the size wraps past 2^64 */
+    uint64_t bo = p->buffers[0].offset, wo = p->weights[0].offset;
+    p->buffers[0].offset = UINT64_MAX - 255;
+    CHECK(mk_plan_check(p) == MK_ERR_FORMAT);
+    p->buffers[0].offset = bo;
+    p->weights[0].offset = UINT64_MAX - 15;
+    CHECK(mk_plan_check(p) == MK_ERR_FORMAT);
+    p->weights[0].offset = wo;
+    CHECK_OK(mk_plan_check(p));
     p->prog_tasks[0] = p->prog_tasks[1];
     CHECK(mk_plan_check(p) == MK_ERR_FORMAT);
     mk_plan_free(p);
