@@ -68,13 +68,20 @@ FUZZ_SRC      := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN      := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 FUZZ_LIB_SRC  := $(filter src/util/% src/load/% src/tokenizer/% src/graph/% src/compile/%,$(HOST_SRC))
 
+# The commit `mk` is built from (mk bench's JSON lines say which code they measured, also
+# where the binary runs outside its tree): "-dirty" with uncommitted changes, "unknown"
+# without git. The file is rewritten only when the commit changes.
+BUILD_COMMIT := $(shell c=$$(git rev-parse --short HEAD 2>/dev/null) && { git diff --quiet HEAD -- 2>/dev/null || c=$$c-dirty; }; echo $${c:-unknown})
+COMMIT_SRC   := $(BUILD)/gen/build_commit.c
+COMMIT_OBJ   := $(BUILD)/obj/gen/build_commit.o
+
 LIB     := $(BUILD)/libmk.a
 LIB_SAN := $(BUILD)/asan/libmk.a
 MK      := $(BUILD)/mk
 MK_SAN  := $(BUILD)/asan/mk
 LDLIBS  := $(STATIC_LIBS) $(CUDA_LIBS) $(DYN_LIBS)
 
-.PHONY: all deps test test-build run clean fuzz gpu-tests devlibs examples
+.PHONY: all deps test test-build run clean fuzz gpu-tests devlibs examples FORCE
 all: $(MK) devlibs
 
 $(BUILD)/obj/%.o: %.c
@@ -102,13 +109,22 @@ $(LIB_SAN): $(HOST_OBJ_SAN) $(CUDA_OBJ)
 	@echo '  AR      $@'
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(MK): $(MK_OBJ) $(LIB)
-	@echo '  LD      $@'
-	$(Q)$(CC) $(CFLAGS) $(MK_OBJ) $(LIB) $(LDLIBS) $(RPATH) -o $@
+$(COMMIT_SRC): FORCE
+	@mkdir -p $(dir $@)
+	@printf 'const char mk_build_commit[] = "%s";\n' '$(BUILD_COMMIT)' > $@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
 
-$(MK_SAN): $(MK_OBJ_SAN) $(LIB_SAN)
+$(COMMIT_OBJ): $(COMMIT_SRC)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+
+$(MK): $(MK_OBJ) $(COMMIT_OBJ) $(LIB)
 	@echo '  LD      $@'
-	$(Q)$(CC) $(CFLAGS) $(SANFLAGS) $(MK_OBJ_SAN) $(LIB_SAN) $(LDLIBS) $(RPATH) -o $@
+	$(Q)$(CC) $(CFLAGS) $(MK_OBJ) $(COMMIT_OBJ) $(LIB) $(LDLIBS) $(RPATH) -o $@
+
+$(MK_SAN): $(MK_OBJ_SAN) $(COMMIT_OBJ) $(LIB_SAN)
+	@echo '  LD      $@'
+	$(Q)$(CC) $(CFLAGS) $(SANFLAGS) $(MK_OBJ_SAN) $(COMMIT_OBJ) $(LIB_SAN) $(LDLIBS) $(RPATH) -o $@
 
 $(BUILD)/asan/tests/%: tests/unit/%.c $(LIB_SAN) tests/unit/check.h
 	@mkdir -p $(dir $@)

@@ -96,6 +96,31 @@ def dry_run_baselines_none_and_no_pp():
 
 
 @case
+def commit_is_the_binarys_not_the_cwds():
+    """Without MK_COMMIT the records name the commit the binary was built from, wherever it
+    runs: the same from the repository and from a directory outside any git tree (the old
+    code asked git in the working directory, so a binary carried to the device named the
+    device tree's commit)."""
+    import subprocess
+    import tempfile
+    from mkt import MK
+    env = {k: v for k, v in os.environ.items() if k != "MK_COMMIT"}
+    seen = []
+    with tempfile.TemporaryDirectory() as outside:
+        for cwd in (ROOT, outside):
+            r = subprocess.run([MK, "bench", TINY, "--dry-run", "--baselines", "none", "--pp", "0"],
+                               capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
+            check(r.returncode == 0, r.stderr)
+            seen.append(json.loads(r.stdout.splitlines()[0])["commit"])
+    check(seen[0] == seen[1], f"commit depends on the working directory: {seen}")
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                          cwd=ROOT)
+    if head.returncode == 0 and head.stdout.strip():
+        # built from this tree (maybe before a later commit): a commit id, never "unknown"
+        check(re.fullmatch(r"[0-9a-f]{7,40}(-dirty)?", seen[0]), seen[0])
+
+
+@case
 def dry_run_defaults():
     recs = dry()
     got = sorted((r["system"], r["test"], r["batch"], r["ctx"]) for r in recs)

@@ -235,22 +235,15 @@ double bench_now_ms(void)
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+/* The commit the records name: MK_COMMIT when set, else the one this binary was built
+ * from (the Makefile's build_commit.c; not the working directory's, which on the device
+ * is whatever tree the binary was carried in). */
+extern const char mk_build_commit[];
+
 static void commit_id(char *out, size_t cap)
 {
     const char *env = getenv("MK_COMMIT");
-    snprintf(out, cap, "unknown");
-    if (env && *env) {
-        snprintf(out, cap, "%s", env);
-        return;
-    }
-    FILE *p = popen("git rev-parse --short HEAD 2>/dev/null", "r");
-    if (!p) return;
-    char line[64] = "";
-    if (fgets(line, sizeof line, p)) {
-        line[strcspn(line, "\r\n")] = 0;
-        if (*line) snprintf(out, cap, "%s", line);
-    }
-    pclose(p);
+    snprintf(out, cap, "%s", env && *env ? env : mk_build_commit);
 }
 
 /* ---- the measurement plan ----------------------------------------------------- */
