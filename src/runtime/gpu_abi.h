@@ -104,6 +104,11 @@ void mk_gpu_rope_inv_freq(const struct mk_config *c, float *out); /* [head_dim /
 /* Every non-view weight of the plan, converted to bf16, at its offset from `dev`. */
 enum mk_status mk_gpu_upload_weights(const struct mk_model *m, const struct mk_plan *p,
                                      char *dev);
+/* The launch settings both launchers take from their options and the environment
+ * (src/runtime/gpu_env.c): timeout_ns of every bounded wait = opt_ms, else
+ * MK_GPU_WAIT_TIMEOUT_MS, else MK_GPU_DEFAULT_TIMEOUT_MS; no_ring = (MK_GPU_RING == "0"). */
+enum { MK_GPU_DEFAULT_TIMEOUT_MS = 2000 };
+void mk_gpu_args_env(struct mk_gpu_args *a, uint64_t opt_ms);
 
 #ifdef __cplusplus
 }

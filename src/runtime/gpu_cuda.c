@@ -39,7 +39,6 @@ cudaError_t mk_kernel_stream(const void *src, uint64_t bytes, uint32_t *sink, in
                              cudaStream_t s);
 
 enum {
-    MK_GPU_DEFAULT_TIMEOUT_MS = 2000,
     MK_GPU_PREFILL_TOKENS = 4096, /* prefill scratch: prompt tokens of one prefill call */
 };
 
@@ -364,12 +363,7 @@ static enum mk_status gpu_open_inner(struct mk_gpu *g, const struct mk_model *m,
     a->batch = B;
     a->max_ctx = p->target.max_ctx;
     a->smem_bytes = smem;
-    uint64_t ms = opt && opt->wait_timeout_ms ? opt->wait_timeout_ms : 0;
-    const char *env = getenv("MK_GPU_WAIT_TIMEOUT_MS");
-    if (!ms && env) ms = strtoull(env, NULL, 10);
-    a->timeout_ns = (ms ? ms : MK_GPU_DEFAULT_TIMEOUT_MS) * 1000000ull;
-    const char *ring = getenv("MK_GPU_RING"); /* "0": the direct GEMV only (A/B runs) */
-    a->no_ring = ring && !strcmp(ring, "0");
+    mk_gpu_args_env(a, opt ? opt->wait_timeout_ms : 0);
 
     void *w;
     if ((s = gpu_alloc(g, &w, NULL, p->weight_bytes)) != MK_OK) return s;

@@ -126,6 +126,7 @@ static enum mk_status open_inner(struct mk_per_op *po, const struct mk_model *m,
     a->batch = p->target.batch;
     a->max_ctx = p->target.max_ctx;
     a->smem_bytes = smem;
+    mk_gpu_args_env(a, 0); /* the weight ring's bounded waits and MK_GPU_RING, as the megakernel */
     void *w;
     if ((s = po_alloc(po, &w, NULL, p->weight_bytes)) != MK_OK) return s;
     a->weights = w;
