@@ -20,6 +20,10 @@ static enum mk_status check_tables(const struct mk_plan *p)
     if (p->version != MK_PLAN_VERSION) return BAD("version %u, expected %u", p->version, MK_PLAN_VERSION);
     if (p->target.sm_count < 1 || p->target.batch < 1 || p->target.batch > 16 || p->target.max_ctx < 1)
         return BAD("target: bad sm_count/batch/max_ctx");
+    if (!(p->target.sync_ns >= 0) || !isfinite(p->target.sync_ns) || !(p->target.mem_gbps > 0) ||
+        !isfinite(p->target.mem_gbps))
+        return BAD("target: sync_ns %g (finite >= 0 expected), mem_gbps %g (finite > 0 expected)",
+                   (double)p->target.sync_ns, (double)p->target.mem_gbps);
     if (!p->n_tasks) return BAD("no tasks");
     uint64_t next_wait = 0, next_signal = 0; /* tables in task order, without gaps */
     for (uint32_t t = 0; t < p->n_tasks; t++) {

@@ -264,6 +264,15 @@ enum mk_status mk_plan_schedule(struct mk_plan *p, const float *task_ns)
             if (!(task_ns[t] >= 0) || !isfinite(task_ns[t]))
                 return mk_error(MK_ERR_ARG, "schedule: task %u: time %g is not a finite "
                                 "number >= 0", t, (double)task_ns[t]);
+    /* the rank order is topological only when a producer's rank is at least its
+     * consumers' (cost >= 0, sync >= 0): a negative sync_ns would deadlock the programs */
+    if (!(p->target.sync_ns >= 0) || !isfinite(p->target.sync_ns))
+        return mk_error(MK_ERR_FORMAT, "schedule: target sync_ns %g: finite >= 0 expected",
+                        (double)p->target.sync_ns);
+    for (uint32_t t = 0; t < p->n_tasks; t++)
+        if (!(p->task_cost_ns[t] >= 0) || !isfinite(p->task_cost_ns[t]))
+            return mk_error(MK_ERR_FORMAT, "schedule: task %u: predicted time %g: finite >= 0 "
+                            "expected", t, (double)p->task_cost_ns[t]);
     for (uint32_t t = 0; t < p->n_tasks; t++)
         for (uint32_t w = 0; w < p->tasks[t].n_wait; w++)
             if (p->waits[p->tasks[t].wait_first + w].event >= p->n_events)

@@ -340,6 +340,21 @@ static void checker_rejects_broken_plans(void)
     CHECK(mk_plan_check(p) == MK_ERR_FORMAT);
     CHECK(strstr(mk_errmsg(), "shared memory") != NULL);
     p->target.smem_per_block = smem;
+    /* a negative sync time (fuzz_plan found it: the scheduler's rank order stops being
+     * topological and its programs deadlock); the checker and the scheduler refuse it */
+    double sync = p->target.sync_ns, gbps = p->target.mem_gbps;
+    p->target.sync_ns = -4000.0f;
+    CHECK(mk_plan_check(p) == MK_ERR_FORMAT);
+    CHECKF(strstr(mk_errmsg(), "sync_ns") != NULL, "%s", mk_errmsg());
+    CHECK(mk_plan_schedule(p, NULL) == MK_ERR_FORMAT);
+    CHECKF(strstr(mk_errmsg(), "sync_ns") != NULL, "%s", mk_errmsg());
+    p->target.sync_ns = NAN;
+    CHECK(mk_plan_check(p) == MK_ERR_FORMAT);
+    p->target.sync_ns = sync;
+    p->target.mem_gbps = INFINITY;
+    CHECK(mk_plan_check(p) == MK_ERR_FORMAT);
+    p->target.mem_gbps = gbps;
+    CHECK_OK(mk_plan_schedule(p, NULL));
     /* a view count that wraps i + view_parts past 2^32 (fuzz_plan found it reading past
      * the weight table) */
     uint32_t vp = p->weights[1].view_parts;
