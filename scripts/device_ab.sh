@@ -61,7 +61,7 @@ for m in "${models[@]}"; do
         [ ${#extra[@]} -gt 0 ] && [ -z "${NO_PGO:-}" ] && extra+=(--pgo)
         run "$v" bench "$M/$1-$2" --name "$1-$2-$name" "${common[@]}" \
             ${extra[@]+"${extra[@]}"} >"$OUT/bench-$2-$name.log" 2>&1
-        grep -E '^\| mk|weight-ring tasks|critical path \(|pgo:' "$OUT/bench-$2-$name.log" |
+        grep -E '^\| mk|phased linear tasks|critical path \(|pgo:' "$OUT/bench-$2-$name.log" |
             sed "s/^/$name /"
     done
 done

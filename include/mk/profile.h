@@ -47,8 +47,8 @@ struct mk_profile_op {
     double waited_on_ns;     /* sum of the waits whose binding producer is of this op */
     double crit_busy_ns;     /* busy of its tasks on the steps' critical paths */
     double crit_wait_ns;     /* waits on the critical paths of hops into its tasks */
-    /* Linear tasks on the weight ring (kernels/tasks/ring.cuh) also record two phases of
-     * their busy time: ready -> activation row in shared memory, then -> GEMV done (the
+    /* Linear tasks on the weight ring (kernels/tasks/ring.cuh) and direct GEMVs over the
+     * whole activation row (linear.cuh) also record two phases of their busy time: ready -> activation row in shared memory, then -> GEMV done (the
      * rest is the epilogue and the signal). Sums over phased_runs runs. */
     uint64_t phased_runs;
     double act_ns, gemv_ns;

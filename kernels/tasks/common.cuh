@@ -66,7 +66,7 @@ struct mk_smem_misc {
     struct mk_task_tables tabs[MK_RING_WINDOW];
     uint32_t cur;                 /* window slot of the running task (its tabs) */
     uint64_t ph[2];               /* profile: %globaltimer after the activation row and
-                                     after the GEMV of a weight-ring task (0: none) */
+                                     after the GEMV of a linear task (0: none) */
     uint64_t ring_full[MK_GPU_RING_STAGES]; /* mbarriers: slot's bulk copy landed */
     struct mk_ring_state ring;
 };

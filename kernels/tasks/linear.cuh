@@ -121,8 +121,10 @@ static __device__ void mk_gemv(const struct mk_gpu_args &a, const struct mk_xsrc
     bool aligned = ((uintptr_t)src.norm_w & 7) == 0 && cols % 4 == 0;
     if (k0 == 0 && k1 == cols && cols <= cmax && src.in.parts == 1 && src.in.n == cols && aligned) {
         mk_load_row<NB, false>(a, src.in, src.norm_w, cols, xs, m); /* the whole row */
+        if (a.prof != nullptr && threadIdx.x == 0) m->ph[0] = mk_globaltimer();
         mk_gemv_chunk<NB, DUAL>(W, W2, cols, r0, r1, 0, cols, xs, res, res2, true);
         __syncthreads();
+        if (a.prof != nullptr && threadIdx.x == 0) m->ph[1] = mk_globaltimer();
         return;
     }
     if (src.norm_w) mk_block_rstd<NB>(src.in, src.in.n, a.cfg.rms_norm_eps, m);

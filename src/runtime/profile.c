@@ -442,7 +442,7 @@ static void summary_ops(const struct mk_profile *pr, FILE *f)
         const struct mk_profile_op *o = &pr->op[k];
         if (!o->phased_runs) continue;
         double n = (double)o->phased_runs, act = o->act_ns / n / 1e3, gemv = o->gemv_ns / n / 1e3;
-        fprintf(f, "  %-16s weight-ring tasks (%.0f%% of runs), mean us: activation row %.3f, "
+        fprintf(f, "  %-16s phased linear tasks (%.0f%% of runs), mean us: activation row %.3f, "
                 "GEMV %.3f\n", mk_task_op_name((enum mk_task_op)k), 100.0 * n / o->runs, act,
                 gemv);
     }
