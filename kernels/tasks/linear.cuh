@@ -17,20 +17,24 @@
 #include "tasks/ring.cuh"
 
 /* Rows at a time per warp: fewer at large batch and with two matrices, so that the
- * R x NB sums and 2R loads in flight stay in registers (no spills under 128). */
+ * R x NB sums and 2R loads in flight stay in registers. At B=8, R = 4 spills (mk_run_task<8>
+ * 80/244 bytes) but keeps 4 loads in flight per lane, which the big tasks need (Qwen3-8B
+ * B=8 10 % slower with 2); a task whose rows fit in one round of RS = R / 2 per warp takes
+ * RS instead (more warps busy, no spill: Qwen3-0.6B B=8 o-proj, 8 rows, 2 -> 4 warps). */
 template <int NB, bool DUAL> struct mk_gemv_rows {
     static constexpr int R0 = NB <= 8 ? 4 : 2;
     static constexpr int R = DUAL && R0 > 1 ? R0 / 2 : R0;
+    static constexpr int RS = NB == 8 && R > 1 ? R / 2 : R;
 };
 
-/* One K chunk [kc, kc + clen) for every row of the task: res[(r - r0) * NB + b] (+)= dot.
+/* One K chunk [kc, kc + clen) for every row of the task: res[(r - r0) * NB + b] (+)= dot,
+ * R rows per warp at a time (each row's sum is in the same order whatever R).
  * first: this is the first chunk (store, else add). */
-template <int NB, bool DUAL>
+template <int NB, bool DUAL, int R>
 static __device__ void mk_gemv_chunk(const uint16_t *W, const uint16_t *W2, uint32_t cols,
                               uint32_t r0, uint32_t r1, uint32_t kc, uint32_t clen,
                               const float *xs, float *res, float *res2, bool first)
 {
-    constexpr int R = mk_gemv_rows<NB, DUAL>::R;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int nwarps = blockDim.x / 32;
     const uint32_t nvec = clen / 8;
@@ -93,6 +97,21 @@ static __device__ void mk_gemv_chunk(const uint16_t *W, const uint16_t *W2, uint
     }
 }
 
+/* mk_gemv_chunk with the rows per warp of mk_gemv_rows: RS when the task's rows fit in
+ * one round of it, else R. */
+template <int NB, bool DUAL>
+static __device__ __forceinline__ void mk_gemv_pass(const uint16_t *W, const uint16_t *W2,
+                                                    uint32_t cols, uint32_t r0, uint32_t r1,
+                                                    uint32_t kc, uint32_t clen, const float *xs,
+                                                    float *res, float *res2, bool first)
+{
+    constexpr int R = mk_gemv_rows<NB, DUAL>::R, RS = mk_gemv_rows<NB, DUAL>::RS;
+    if (RS != R && (r1 - r0 + RS - 1) / RS <= blockDim.x / 32)
+        mk_gemv_chunk<NB, DUAL, RS>(W, W2, cols, r0, r1, kc, clen, xs, res, res2, first);
+    else
+        mk_gemv_chunk<NB, DUAL, R>(W, W2, cols, r0, r1, kc, clen, xs, res, res2, first);
+}
+
 /* How the activation chunk is made: x = in[b, k] (partials summed), times rstd[b] and
  * norm_w[k] when a norm weight is given. */
 struct mk_xsrc {
@@ -122,7 +141,7 @@ static __device__ void mk_gemv(const struct mk_gpu_args &a, const struct mk_xsrc
     if (k0 == 0 && k1 == cols && cols <= cmax && src.in.parts == 1 && src.in.n == cols && aligned) {
         mk_load_row<NB, false>(a, src.in, src.norm_w, cols, xs, m); /* the whole row */
         if (a.prof != nullptr && threadIdx.x == 0) m->ph[0] = mk_globaltimer();
-        mk_gemv_chunk<NB, DUAL>(W, W2, cols, r0, r1, 0, cols, xs, res, res2, true);
+        mk_gemv_pass<NB, DUAL>(W, W2, cols, r0, r1, 0, cols, xs, res, res2, true);
         __syncthreads();
         if (a.prof != nullptr && threadIdx.x == 0) m->ph[1] = mk_globaltimer();
         return;
@@ -140,7 +159,7 @@ static __device__ void mk_gemv(const struct mk_gpu_args &a, const struct mk_xsrc
             xs[i] = v;
         }
         __syncthreads();
-        mk_gemv_chunk<NB, DUAL>(W, W2, cols, r0, r1, kc, clen, xs, res, res2, kc == k0);
+        mk_gemv_pass<NB, DUAL>(W, W2, cols, r0, r1, kc, clen, xs, res, res2, kc == k0);
         __syncthreads();
     }
 }
