@@ -20,8 +20,7 @@ static enum mk_status check_tables(const struct mk_plan *p)
     if (p->version != MK_PLAN_VERSION) return BAD("version %u, expected %u", p->version, MK_PLAN_VERSION);
     if (p->target.sm_count < 1 || p->target.batch < 1 || p->target.batch > 16 || p->target.max_ctx < 1)
         return BAD("target: bad sm_count/batch/max_ctx");
-    if (!(p->target.sync_ns >= 0) || !isfinite(p->target.sync_ns) || !(p->target.mem_gbps > 0) ||
-        !isfinite(p->target.mem_gbps))
+    if (!mk_target_costs_ok(&p->target))
         return BAD("target: sync_ns %g (finite >= 0 expected), mem_gbps %g (finite > 0 expected)",
                    (double)p->target.sync_ns, (double)p->target.mem_gbps);
     if (!p->n_tasks) return BAD("no tasks");

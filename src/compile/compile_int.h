@@ -11,6 +11,7 @@
 #include "mk/graph.h"
 #include "mk/plan.h"
 
+#include <math.h>
 #include <stdbool.h>
 
 /* A fused op: one task kind over one layer, before tiling. */
@@ -88,5 +89,12 @@ enum mk_status cs_deps(struct cstate *c);
 uint32_t tile_task_smem(const struct mk_config *cfg, const struct mk_target *tgt,
                         uint32_t act_chunk, uint32_t weight_stages, uint32_t stage_bytes,
                         const struct mk_task *t, uint32_t K);
+
+/* The cost model's target numbers are usable: sync_ns finite >= 0 (the scheduler's rank
+ * order is topological only then), mem_gbps finite > 0. */
+static inline bool mk_target_costs_ok(const struct mk_target *t)
+{
+    return t->sync_ns >= 0 && isfinite(t->sync_ns) && t->mem_gbps > 0 && isfinite(t->mem_gbps);
+}
 
 #endif

@@ -2,7 +2,6 @@
  * memory plan -> struct mk_plan -> schedule (mk_plan_schedule, sched.c). */
 #include "compile_int.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,7 +42,7 @@ static enum mk_status check_inputs(const struct mk_config *cfg, const struct mk_
     if (t->smem_per_block < 4096 || t->smem_per_block > (1 << 24))
         return mk_error(MK_ERR_ARG, "compile: target: smem_per_block: expected 4096..16 MiB, got %d",
                         t->smem_per_block);
-    if (!(t->mem_gbps > 0) || !isfinite(t->mem_gbps) || !(t->sync_ns >= 0) || !isfinite(t->sync_ns))
+    if (!mk_target_costs_ok(t))
         return mk_error(MK_ERR_ARG, "compile: target: finite mem_gbps > 0 and sync_ns >= 0 expected");
     if (cfg->n_layers < 1 || cfg->n_heads < 1 || cfg->n_kv_heads < 1 || cfg->vocab_size < 1 ||
         cfg->n_heads % cfg->n_kv_heads)

@@ -266,9 +266,9 @@ enum mk_status mk_plan_schedule(struct mk_plan *p, const float *task_ns)
                                 "number >= 0", t, (double)task_ns[t]);
     /* the rank order is topological only when a producer's rank is at least its
      * consumers' (cost >= 0, sync >= 0): a negative sync_ns would deadlock the programs */
-    if (!(p->target.sync_ns >= 0) || !isfinite(p->target.sync_ns))
-        return mk_error(MK_ERR_FORMAT, "schedule: target sync_ns %g: finite >= 0 expected",
-                        (double)p->target.sync_ns);
+    if (!mk_target_costs_ok(&p->target))
+        return mk_error(MK_ERR_FORMAT, "schedule: target sync_ns %g, mem_gbps %g: finite, >= 0 "
+                        "and > 0 expected", (double)p->target.sync_ns, (double)p->target.mem_gbps);
     for (uint32_t t = 0; t < p->n_tasks; t++)
         if (!(p->task_cost_ns[t] >= 0) || !isfinite(p->task_cost_ns[t]))
             return mk_error(MK_ERR_FORMAT, "schedule: task %u: predicted time %g: finite >= 0 "
