@@ -14,18 +14,11 @@
 # Pack the build with scripts/device_pack.sh, then
 #   run(carry=["build-carry"], command="tar -xJf build-carry/dev.tar.xz &&
 #       BUILD=build-dev scripts/device_ab.sh")
-set -u
-cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
-OUT=${OUT:-$PWD/$BUILD/device-out}
-M=${MK_MODELS:-/tmp/mk-models}
-mkdir -p "$OUT"
-export MK_SKIP_DEPS=1
+. "$(dirname "$0")/device_env.sh"
 if [ -z "${VARIANTS:-}" ]; then
     VARIANTS="ring1=$BUILD/mk ring0=$BUILD/mk:MK_GPU_RING=0"
     [ -n "${OLD_MK:-}" ] && VARIANTS="old=$OLD_MK $VARIANTS"
 fi
-synth() { [ -f "$M/$1-$2/config.json" ] || "$BUILD/mk" synth --arch "$1" --preset "$2" --out "$M/$1-$2" >/dev/null; }
 # run SPEC ARGS...: SPEC = NAME=BIN[:VAR=value,...]; BIN with ARGS under those variables,
 # bounded by 300 s
 run() {

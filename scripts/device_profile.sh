@@ -10,18 +10,12 @@
 # Pack the builds with scripts/device_pack.sh, then
 #   run(carry=["build-carry"], command="tar -xJf build-carry/x.tar.xz &&
 #       BUILD=build-x scripts/device_profile.sh")
-set -u
-cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
-OUT=${OUT:-$PWD/$BUILD/device-out}
-M=${MK_MODELS:-/tmp/mk-models}
-mkdir -p "$OUT"
-export MK_SKIP_DEPS=1
+. "$(dirname "$0")/device_env.sh"
 IFS=, read -r -a models <<<"${MODELS:-qwen3 0.6b}"
 for m in "${models[@]}"; do
     set -- $m
+    synth "$1" "$2"
     d="$M/$1-$2"
-    [ -f "$d/config.json" ] || "$BUILD/mk" synth --arch "$1" --preset "$2" --out "$d" >/dev/null
     for v in ${VARIANTS:-mk=$BUILD/mk}; do
         name=${v%%=*} bin=${v#*=}
         log="$OUT/prof-$2-$name.log"
